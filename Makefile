@@ -1,0 +1,63 @@
+# The repository's interface. `make run` and `make test` do all set-up themselves on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NOTEBOOK := Lastname_Firstname_Asgn3.ipynb
+PROFILE ?= cpu
+# A local folder holding <Name>/raw/*.gz; by default the shared mirror beside the checkout, if there is one.
+ASGN3_DATA_MIRROR ?= $(firstword $(wildcard $(abspath ../shared/data)))
+export ASGN3_DATA_MIRROR
+SYSTEM_PACKAGES := chromium libjs-mathjax poppler-utils texlive-latex-base texlive-latex-recommended latexmk
+
+.PHONY: help setup sysdeps data run test bench written pdfs lint clean
+
+help:
+	@echo "make run      set up, prepare data, execute the notebook in place (PROFILE=$(PROFILE))"
+	@echo "make test     set up, prepare data, run the test suite"
+	@echo "make bench    score our samples and the anchors' with the same metric (artifacts/bench_q*.json)"
+	@echo "make written  rebuild the written answers' PDFs (written/q1.pdf ... q4.pdf)"
+	@echo "make pdfs LAST=Doe FIRST=Jane   the submission package in submission/"
+	@echo "make lint     ruff on the notebook, tools and tests"
+
+$(VENV)/.installed: requirements.txt tools/requirements-dev.txt tools/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r tools/requirements-dev.txt -c tools/constraints.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages for the PDF export and LaTeX (installed only when one is missing; needs root).
+sysdeps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	    || { echo "error: could not apt-get install $$missing (root needed); the PDF export and LaTeX need them" >&2; exit 1; }; \
+	fi
+
+data: setup
+	$(PY) tools/prepare_data.py
+
+run: setup data
+	ASGN3_PROFILE=$(PROFILE) $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOK)
+
+test: setup data sysdeps
+	$(PY) -m pytest -q
+
+bench: setup data
+	$(PY) tools/bench.py
+
+written: setup sysdeps
+	$(PY) written/figures.py
+	cd written && latexmk -pdf -interaction=nonstopmode -halt-on-error q1.tex q2.tex q3.tex q4.tex
+
+pdfs: setup sysdeps
+	$(PY) tools/export_submission.py --notebook $(NOTEBOOK) --written written --out submission --last "$(LAST)" --first "$(FIRST)"
+
+lint: setup
+	$(PY) -m ruff check $(NOTEBOOK) tools tests written/figures.py
+
+clean:
+	rm -rf submission artifacts/smoke .pytest_cache

@@ -1,0 +1,79 @@
+"""The notebook end to end (smoke profile) and the conventions every part follows."""
+import json
+
+import nbformat
+import numpy as np
+import pytest
+from notebook_defs import NOTEBOOK
+
+
+def code_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip()]
+
+
+def test_only_question_headings_are_top_level():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    headings = [line for cell in notebook.cells if cell.cell_type == "markdown"
+                for line in cell.source.splitlines() if line.startswith("# ")]
+    assert [h.split(":")[0] for h in headings] == ["# Question 1", "# Question 2"]
+
+
+def test_notebook_never_reads_the_shared_folder():
+    text = NOTEBOOK.read_text()
+    assert "../shared" not in text and "shared/data" not in text
+
+
+def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
+    notebook = nbformat.read(smoke_notebook, as_version=4)
+    cells = code_cells(notebook)
+    counts = [cell.execution_count for cell in cells]
+    assert None not in counts and counts == sorted(counts)
+    errors = [output for cell in cells for output in cell.outputs if output.output_type == "error"]
+    assert not errors, errors[0]["evalue"] if errors else ""
+    images = sum("image/png" in output.get("data", {}) for cell in cells for output in cell.outputs)
+    assert images >= 10, "every part should show its figure"
+
+
+def load_artifacts(smoke_notebook, name):
+    folder = smoke_notebook.parent / "artifacts"
+    return json.loads((folder / f"{name}_metrics.json").read_text()), np.load(folder / f"{name}_samples.npy")
+
+
+def assert_images(samples, n):
+    assert samples.dtype == np.uint8 and samples.shape == (n, 28, 28)
+    assert samples.max() > 100 and samples.std() > 5, "samples should not be blank"
+
+
+def test_question1_artifacts(smoke_notebook):
+    metrics, samples = load_artifacts(smoke_notebook, "q1")
+    per_class = 2                                           # the smoke profile's samples_per_class
+    assert_images(samples, 10 * per_class)
+    assert metrics["profile"] == "smoke" and metrics["device"] == "cpu"
+    assert 0 < metrics["recon_mse"] < 1 and metrics["psnr_db"] == pytest.approx(-10 * np.log10(metrics["recon_mse"]))
+    assert 1 <= metrics["perplexity"] <= metrics["codes_used"] <= metrics["codebook_size"]
+    assert set(metrics["ablation"]) == {"plain", "ema", "ema_restart"}
+    assert metrics["config"]["vqvae"]["quantizer"] in metrics["ablation"]
+    assert metrics["prior"]["nll_bits_per_image"] == pytest.approx(metrics["prior"]["nll_bits_per_code"] * 49, rel=1e-6)
+    for name in ("real_train_images", "test_reconstructions", "prior_samples", "uniform_code_samples"):
+        report = metrics["quality"][name]
+        assert report["fid"] >= 0 and 0 < report["mean_confidence"] <= 1 and sum(report["class_histogram"]) == report["n"]
+    assert all(seconds >= 0 for seconds in metrics["seconds"].values())
+    assert {"vqvae", "prior", "classifier", "sampling"} <= set(metrics["seconds"])
+
+
+def test_question2_artifacts(smoke_notebook):
+    metrics, samples = load_artifacts(smoke_notebook, "q2")
+    assert_images(samples, 20)                              # the smoke profile's n_samples
+    assert metrics["final_sampler"]["sampler"] in ("em", "pc")
+    samplers = {row["sampler"] for row in metrics["sampler_table"]}
+    assert {"em", "pc", "ode", "real training images"} == samplers
+    assert np.isfinite(metrics["likelihood"]["bits_per_dim"]) and metrics["likelihood"]["standard_error"] >= 0
+    assert sum(metrics["samples_quality"]["class_histogram"]) == 20
+    assert {"score_model", "classifier", "final_samples", "likelihood"} <= set(metrics["seconds"])
+
+
+def test_rerun_reuses_checkpoints(smoke_notebook):
+    """The smoke run wrote one checkpoint per training stage, each keyed by its configuration."""
+    names = sorted(path.name.rsplit("-", 1)[0] for path in (smoke_notebook.parent / "checkpoints").glob("*.pt"))
+    assert names == sorted(["q1_ablation_plain", "q1_ablation_ema", "q1_ablation_ema_restart", "q1_vqvae", "q1_prior",
+                            "fashion_classifier", "q2_score", "mnist_classifier"])

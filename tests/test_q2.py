@@ -1,0 +1,141 @@
+"""Question 2 building blocks, loaded from the notebook, checked against closed forms on toy data."""
+import math
+
+import pytest
+import torch
+
+WEIGHTS = torch.tensor([0.3, 0.7])
+MEANS = torch.tensor([[-3.5, -1.4], [1.5, 0.6]])   # mixture mean 0, like the prior N(0, s(1)^2 I)
+STD = 0.5
+
+
+def mixture_score(sde):
+    """Exact score of the 2-D Gaussian mixture after VE noising to time t: p_t = sum_k w_k N(mu_k, (STD^2 + s^2) I)."""
+    def score(x, t):                                                             # x [B, 2], t scalar or [B]
+        var = (STD ** 2 + sde.marginal_std(t) ** 2).reshape(-1, 1)                # [1, 1] or [B, 1]
+        diff = x[:, None, :] - MEANS[None]                                        # [B, 2 components, 2]
+        resp = torch.softmax(torch.log(WEIGHTS)[None] - diff.pow(2).sum(-1) / (2 * var), dim=1)  # [B, 2]
+        return -(resp[..., None] * diff).sum(1) / var
+    return score
+
+
+def mixture_statistics(samples):
+    """(weights [2], means [2, 2], per-coordinate variances [2, 2]) by nearest mixture mean."""
+    assign = (samples[:, None] - MEANS[None]).pow(2).sum(-1).argmin(1)
+    weights = torch.stack([(assign == k).float().mean() for k in range(2)])
+    means = torch.stack([samples[assign == k].mean(0) for k in range(2)])
+    variances = torch.stack([samples[assign == k].var(0) for k in range(2)])
+    return weights, means, variances
+
+
+@pytest.fixture
+def sde(nb):
+    return nb.VESDE(sigma=25.0, t_min=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["em", "pc", "ode"])
+def test_samplers_with_the_exact_score_reproduce_the_mixture(nb, sde, sampler):
+    generator = torch.Generator().manual_seed(0)
+    score, shape = mixture_score(sde), (4000, 2)
+    draw = {"em": lambda: nb.euler_maruyama(score, sde, shape, 500, generator)[0],
+            "pc": lambda: nb.predictor_corrector(score, sde, shape, 250, snr=0.16, generator=generator),
+            "ode": lambda: nb.probability_flow_heun(score, sde, shape, 250, generator)}[sampler]
+    weights, means, variances = mixture_statistics(draw())
+    assert torch.allclose(weights, WEIGHTS, atol=0.04)
+    assert torch.allclose(means, MEANS, atol=0.1)
+    assert torch.allclose(variances, torch.full((2, 2), STD ** 2), rtol=0.25)
+
+
+def test_euler_maruyama_keeps_the_requested_snapshots(nb, sde):
+    x, kept = nb.euler_maruyama(mixture_score(sde), sde, (10, 2), 20, snapshots=(0, 10, 19))
+    assert set(kept) == {0, 10, 19} and torch.equal(kept[19], x)
+    assert kept[0].std() > 3 * kept[19].std()
+
+
+def test_dsm_target_is_the_conditional_score(nb, sde):
+    """Data at one point x0: p_t = N(x0, s(t)^2 I), whose score -(x - x0)/s^2 is the DSM target: loss 0."""
+    x0 = torch.tensor([[1.0, -2.0]]).repeat(256, 1)
+    exact = lambda x, t: -(x - x0) / nb.per_sample(sde.marginal_std(t), x) ** 2  # noqa: E731
+    for weighting in ("std2", "likelihood"):
+        assert nb.dsm_loss(exact, x0, sde, weighting).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["std2", "likelihood"])
+def test_dsm_loss_is_lowest_at_the_exact_score(nb, sde, weighting):
+    x0 = MEANS[torch.multinomial(WEIGHTS, 20000, replacement=True, generator=torch.Generator().manual_seed(1))]
+    x0 = x0 + STD * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
+    exact = mixture_score(sde)
+
+    def loss(score_fn):                                   # common random numbers for a fair comparison
+        return nb.dsm_loss(score_fn, x0, sde, weighting, generator=torch.Generator().manual_seed(3)).item()
+
+    best = loss(exact)
+    assert best < loss(lambda x, t: 1.2 * exact(x, t))
+    assert best < loss(lambda x, t: 0.8 * exact(x, t))
+    assert best < loss(lambda x, t: exact(x, t) + 0.3)
+
+
+def test_likelihood_importance_sampling_matches_the_weighted_integral(nb, sde):
+    """E[weight * h(t)] with t ~ p(t) equals the integral of g(t)^2 / s(t)^2 * h(t); for h = s^2 it is closed form."""
+    t, weight = nb.sample_times(400000, sde, "likelihood", generator=torch.Generator().manual_seed(0))
+    assert t.min() >= sde.t_min * 0.999 and t.max() <= 1.0
+    estimate = (weight * sde.marginal_std(t) ** 2).mean().item()
+    exact = (sde.sigma ** 2 - sde.sigma ** (2 * sde.t_min)) / (2 * math.log(sde.sigma))     # integral of g^2
+    assert estimate == pytest.approx(exact, rel=0.01)
+    with pytest.raises(ValueError):
+        nb.sample_times(4, sde, "uniform")
+
+
+def test_ode_likelihood_of_a_gaussian_matches_its_density(nb, sde):
+    dims, s0 = 6, 1.0
+    x = torch.randn(64, dims, generator=torch.Generator().manual_seed(0)) * s0
+    exact_score = lambda x, t: -x / (s0 ** 2 + sde.marginal_std(t) ** 2)  # noqa: E731
+    log_p = nb.ode_log_likelihood(exact_score, sde, x.clone(), steps=200, generator=torch.Generator().manual_seed(1))
+    def log_normal(x, var):
+        return -0.5 * dims * math.log(2 * math.pi * var) - x.pow(2).sum(1) / (2 * var)
+
+    closed_form = log_normal(x, s0 ** 2)
+    # the ODE starts from the prior N(0, s(1)^2) while the true p_1 is N(0, s0^2 + s(1)^2); the flow of a
+    # Gaussian is linear, x_1 = x * sqrt(var_1 / var_0), so the mismatch it adds is known exactly
+    var_0 = s0 ** 2 + sde.marginal_std(torch.tensor(sde.t_min)).item() ** 2
+    var_1 = s0 ** 2 + sde.marginal_std(torch.tensor(1.0)).item() ** 2
+    x_1 = x * math.sqrt(var_1 / var_0)
+    prior_mismatch = log_normal(x_1, var_1 - s0 ** 2) - log_normal(x_1, var_1)
+    assert torch.allclose(log_p, closed_form + prior_mismatch, atol=0.01)
+    bpd = nb.bits_per_dim(closed_form, dims)
+    assert torch.allclose(bpd, -closed_form / (dims * math.log(2)) + 8)
+
+
+def test_score_network_shape_time_conditioning_and_scaling(nb, sde):
+    torch.manual_seed(0)
+    net = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16)
+    x = torch.randn(3, 1, 28, 28)
+    out = net(x, torch.full((3,), 0.5))
+    assert out.shape == x.shape
+    assert not torch.allclose(out, net(x, torch.full((3,), 0.9)) * sde.marginal_std(torch.tensor(0.9)) /
+                              sde.marginal_std(torch.tensor(0.5))), "time must change the network's output"
+    net.marginal_std = lambda t: torch.full_like(t, 2.0)
+    halved = net(x, torch.full((3,), 0.5))
+    net.marginal_std = lambda t: torch.ones_like(t)
+    assert torch.allclose(halved, net(x, torch.full((3,), 0.5)) / 2, atol=1e-6)
+
+
+def test_ema_tracks_the_weights(nb):
+    model = torch.nn.Linear(2, 1)
+    ema = nb.EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    start = ema.model.weight.clone()
+    ema.update(model)
+    assert torch.allclose(ema.model.weight, (start + model.weight) / 2)
+    assert not ema.model.weight.requires_grad
+
+
+def test_vesde_closed_forms(nb, sde):
+    t = torch.tensor([0.3])
+    numeric = torch.trapezoid(sde.diffusion(torch.linspace(0, 0.3, 20001)) ** 2, torch.linspace(0, 0.3, 20001))
+    assert sde.marginal_std(t).item() ** 2 == pytest.approx(numeric.item(), rel=1e-5)
+    x = torch.randn(5, 3)
+    var = sde.marginal_std(torch.tensor(1.0)).item() ** 2
+    expected = torch.distributions.Normal(0, math.sqrt(var)).log_prob(x).sum(1)
+    assert torch.allclose(sde.prior_log_prob(x), expected, atol=1e-4)
