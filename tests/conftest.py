@@ -40,9 +40,10 @@ def smoke_notebook(tmp_path_factory) -> Path:
     copy = workdir / NOTEBOOK.name
     shutil.copy(NOTEBOOK, copy)
     notebook = nbformat.read(copy, as_version=4)
-    env = {"ASGN3_PROFILE": "smoke", "ASGN3_DATA_ROOT": str(DATA), "MPLBACKEND": "Agg"}
-    old = {key: os.environ.get(key) for key in env}
+    env = {"ASGN3_PROFILE": "smoke", "ASGN3_DATA_ROOT": str(DATA)}
+    old = {key: os.environ.get(key) for key in [*env, "MPLBACKEND"]}
     os.environ.update(env)
+    os.environ.pop("MPLBACKEND", None)          # the kernel's inline backend must draw the figures
     try:
         NotebookClient(notebook, timeout=900, kernel_name="python3",
                        resources={"metadata": {"path": str(workdir)}}).execute()

@@ -20,14 +20,19 @@ def run_epoch_for(model, optimizer, counter):
     return run_epoch
 
 
+def train(nb, stage, config, model, optimizer, calls, epochs):
+    """train_epochs on the toy model, recording the epochs actually run in `calls`."""
+    return nb.train_epochs(stage, config, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), epochs)
+
+
 def test_same_config_reuses_the_trained_stage(nb):
     model, optimizer = make_parts()
     calls = []
-    first = nb.train_epochs("reuse", {"lr": 0.1}, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), 3)
+    first = train(nb, "reuse", {"lr": 0.1}, model, optimizer, calls, 3)
     assert calls == [0, 1, 2] and len(first["history"]["loss"]) == 3
     fresh, fresh_opt = make_parts()
     torch.nn.init.zeros_(fresh.weight)
-    again = nb.train_epochs("reuse", {"lr": 0.1}, {"m": fresh, "o": fresh_opt}, run_epoch_for(fresh, fresh_opt, calls), 3)
+    again = train(nb, "reuse", {"lr": 0.1}, fresh, fresh_opt, calls, 3)
     assert calls == [0, 1, 2], "a finished stage must not train again"
     assert torch.equal(fresh.weight, model.weight) and again["history"] == first["history"]
 
@@ -35,19 +40,20 @@ def test_same_config_reuses_the_trained_stage(nb):
 def test_interrupted_stage_resumes_after_last_epoch(nb):
     model, optimizer = make_parts()
     calls = []
-    nb.train_epochs("resume", {"lr": 0.1}, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), 2)
+    train(nb, "resume", {"lr": 0.1}, model, optimizer, calls, 2)
     model, optimizer = make_parts()
-    run = nb.train_epochs("resume", {"lr": 0.1}, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), 4)
+    run = train(nb, "resume", {"lr": 0.1}, model, optimizer, calls, 4)
     assert calls == [0, 1, 2, 3] and run["resumed_epochs"] == 2 and len(run["history"]["loss"]) == 4
 
 
 def test_changed_config_does_not_load_the_old_file(nb):
     model, optimizer = make_parts()
     calls = []
-    nb.train_epochs("config", {"lr": 0.1}, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), 1)
-    nb.train_epochs("config", {"lr": 0.2}, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), 1)
+    train(nb, "config", {"lr": 0.1}, model, optimizer, calls, 1)
+    train(nb, "config", {"lr": 0.2}, model, optimizer, calls, 1)
     assert calls == [0, 0], "another configuration must train from scratch"
-    assert nb.Checkpoint("config", {"lr": 0.1}, nb.CHECKPOINTS).path != nb.Checkpoint("config", {"lr": 0.2}, nb.CHECKPOINTS).path
+    paths = {nb.Checkpoint("config", {"lr": lr}, nb.CHECKPOINTS).path for lr in (0.1, 0.2)}
+    assert len(paths) == 2
 
 
 def test_file_claiming_another_config_is_refused(nb):
@@ -63,7 +69,7 @@ def test_corrupt_file_is_reported_set_aside_and_retrained(nb, capsys):
     checkpoint.path.write_bytes(b"this is not a checkpoint")
     model, optimizer = make_parts()
     calls = []
-    nb.train_epochs("corrupt", {"lr": 0.1}, {"m": model, "o": optimizer}, run_epoch_for(model, optimizer, calls), 1)
+    train(nb, "corrupt", {"lr": 0.1}, model, optimizer, calls, 1)
     assert calls == [0]
     assert "unreadable" in capsys.readouterr().out
     assert checkpoint.path.with_suffix(".corrupt").exists() and checkpoint.load()["epoch"] == 1

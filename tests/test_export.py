@@ -234,6 +234,12 @@ def assert_failed(
         assert list(out.iterdir()) == [], f"partial files left: {list(out.iterdir())}"
 
 
+def export(nb_path: Path, written: Path, out: Path, *extra, last: str = LAST, first: str = FIRST) -> int:
+    """Run exp.main in-process with the arguments every direct export test passes, then ``extra``."""
+    args = ["--notebook", nb_path, "--written", written, "--out", out, "--last", last, "--first", first, *extra]
+    return exp.main([str(a) for a in args])
+
+
 # ------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
@@ -421,92 +427,28 @@ def test_bad_notebook(tmp_path, capsys, mutate, needles):
     nb_path = make_notebook(tmp_path, mutate=mutate)
     written = make_written(tmp_path / "written")
     out = tmp_path / "submission"
-    rc = exp.main(
-        [
-            "--notebook",
-            str(nb_path),
-            "--written",
-            str(written),
-            "--out",
-            str(out),
-            "--last",
-            LAST,
-            "--first",
-            FIRST,
-        ]
-    )
+    rc = export(nb_path, written, out)
     assert_failed(rc, capsys.readouterr().err, *needles, out=out)
 
 
 def test_missing_notebook(tmp_path, capsys):
-    rc = exp.main(
-        [
-            "--notebook",
-            str(tmp_path / "nope.ipynb"),
-            "--written",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "submission"),
-            "--last",
-            LAST,
-            "--first",
-            FIRST,
-        ]
-    )
-    assert_failed(
-        rc,
-        capsys.readouterr().err,
-        "nope.ipynb",
-        "not found",
-        out=tmp_path / "submission",
-    )
+    rc = export(tmp_path / "nope.ipynb", tmp_path, tmp_path / "submission")
+    assert_failed(rc, capsys.readouterr().err, "nope.ipynb", "not found", out=tmp_path / "submission")
 
 
 def test_missing_written_pdf(synthetic, tmp_path, capsys):
     nb_path, _ = synthetic
     written = make_written(tmp_path / "written", skip=(3,))
     out = tmp_path / "submission"
-    rc = exp.main(
-        [
-            "--notebook",
-            str(nb_path),
-            "--written",
-            str(written),
-            "--out",
-            str(out),
-            "--last",
-            LAST,
-            "--first",
-            FIRST,
-        ]
-    )
-    assert_failed(
-        rc, capsys.readouterr().err, str(written / "q3.pdf"), "make written", out=out
-    )
+    rc = export(nb_path, written, out)
+    assert_failed(rc, capsys.readouterr().err, str(written / "q3.pdf"), "make written", out=out)
 
 
 def test_missing_chromium(synthetic, tmp_path, capsys):
     nb_path, written = synthetic
     out = tmp_path / "submission"
-    rc = exp.main(
-        [
-            "--notebook",
-            str(nb_path),
-            "--written",
-            str(written),
-            "--out",
-            str(out),
-            "--last",
-            LAST,
-            "--first",
-            FIRST,
-            "--chromium",
-            str(tmp_path / "no-such-chromium"),
-        ]
-    )
-    assert_failed(
-        rc, capsys.readouterr().err, "apt-get install chromium libjs-mathjax", out=out
-    )
+    rc = export(nb_path, written, out, "--chromium", tmp_path / "no-such-chromium")
+    assert_failed(rc, capsys.readouterr().err, "apt-get install chromium libjs-mathjax", out=out)
 
 
 def test_chromium_failure_leaves_nothing(synthetic, tmp_path, capsys):
@@ -518,24 +460,7 @@ def test_chromium_failure_leaves_nothing(synthetic, tmp_path, capsys):
     out = tmp_path / "submission"
     out.mkdir()
     (out / "keep.txt").write_text("pre-existing")
-    rc = exp.main(
-        [
-            "--notebook",
-            str(nb_path),
-            "--written",
-            str(written),
-            "--out",
-            str(out),
-            "--last",
-            LAST,
-            "--first",
-            FIRST,
-            "--chromium",
-            str(fake),
-            "--mathjax-url",
-            "file:///dev/null",
-        ]
-    )
+    rc = export(nb_path, written, out, "--chromium", fake, "--mathjax-url", "file:///dev/null")
     assert_failed(rc, capsys.readouterr().err, "chromium failed", "simulated crash")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -553,24 +478,7 @@ def test_publish_with_fake_chromium(synthetic, tmp_path, capsys, monkeypatch):
     out.mkdir()
     (out / "Smith_John_Assgn3.ipynb").write_text("{}")
     monkeypatch.setenv("PDF_SRC", str(written / "q1.pdf"))
-    rc = exp.main(
-        [
-            "--notebook",
-            str(nb_path),
-            "--written",
-            str(written),
-            "--out",
-            str(out),
-            "--last",
-            LAST,
-            "--first",
-            FIRST,
-            "--chromium",
-            str(fake),
-            "--mathjax-url",
-            "file:///dev/null",
-        ]
-    )
+    rc = export(nb_path, written, out, "--chromium", fake, "--mathjax-url", "file:///dev/null")
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert sorted(p.name for p in out.iterdir()) == ALL_FILES

@@ -120,8 +120,9 @@ def from_official(entry: DataFile) -> bytes:
         verify(packed, entry.gz_sha256, url, "retry later; if it persists the download is corrupt or has changed")
         return gzip.decompress(packed)
     raise DataError(
-        f"could not download {entry.relpath}:\n  " + "\n  ".join(errors) + f"\n  fix: without internet, point {MIRROR_ENV} "
-        "(or --mirror) at a folder holding <Name>/raw/<file>.gz, e.g. ../shared/data"
+        f"could not download {entry.relpath}:\n  " + "\n  ".join(errors)
+        + f"\n  fix: without internet, point {MIRROR_ENV} (or --mirror) at a folder holding <Name>/raw/<file>.gz, "
+        "e.g. ../shared/data"
     )
 
 
@@ -136,7 +137,8 @@ def prepare(root: Path, mirror: Path | None) -> list[str]:
         if is_in_place(target, entry):
             continue
         data = from_mirror(mirror, entry) if mirror is not None else from_official(entry)
-        verify(data, entry.sha256, f"{entry.relpath} (decompressed)", "the source file is corrupt: replace it and rerun")
+        verify(data, entry.sha256, f"{entry.relpath} (decompressed)",
+               "the source file is corrupt: replace it and rerun")
         write_atomically(target, data)
         written.append(entry.relpath)
     return written
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"data: wrote {len(written)} file(s) under {args.root}/" if written else f"data: {args.root}/ already complete")
+    print(f"data: wrote {len(written)} file(s) under {args.root}/" if written
+          else f"data: {args.root}/ already complete")
     return 0
 
 

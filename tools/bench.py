@@ -1,0 +1,94 @@
+"""Score our committed samples and the public anchors' with the same metric, in one run.
+
+For each question, the notebook's own classifier (its checkpoint from `make run` when present, else trained
+here with the same code and configuration, about a minute) embeds the sets, and the notebook's own
+`quality_report` gives FID against the test split, mean confidence and the class histogram:
+
+* Q1 (Fashion-MNIST): artifacts/q1_samples.npy vs the Keras VQ-VAE recipe's samples and its test
+  reconstructions (../shared/anchors), plus 1000 real training images as the floor.
+* Q2 (MNIST): artifacts/q2_samples.npy vs Song's tutorial recipe's samples, plus real images.
+
+Writes artifacts/bench_q1.json and artifacts/bench_q2.json, with the FID ratio anchor / ours and whether the
+issue's floors are met (Q1: ratio >= 3; Q2: ratio >= 4, mean confidence >= 0.95, all ten digits present).
+
+usage: python tools/bench.py [--anchors ../shared/anchors] [--profile cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from notebook_defs import load_definitions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_images(path: Path) -> torch.Tensor:
+    """uint8 samples (N, 28, 28) from an .npy file -> float images [N, 1, 28, 28] in [0, 1]."""
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist (run `make run` for ours; anchors come with ../shared)")
+    array = np.load(path)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != (28, 28):
+        raise SystemExit(f"error: {path} holds {array.dtype} {array.shape}; expected uint8 (N, 28, 28)")
+    return torch.from_numpy(array).float().div(255).unsqueeze(1)
+
+
+def score_sets(nb, config: dict, dataset: str, sets: dict) -> dict:
+    """Quality reports of named image sets [N, 1, 28, 28] against the test split, with one classifier."""
+    train, labels = nb.load_split(dataset, train=True)
+    test, _ = nb.load_split(dataset, train=False)
+    nb.seed_everything(config["seed"])
+    stage = {"FashionMNIST": "fashion_classifier", "MNIST": "mnist_classifier"}[dataset]
+    classifier, _ = nb.train_classifier(stage, train, labels, config["classifier"])
+    reference, _ = nb.classifier_outputs(classifier, test)
+    real = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[:1000]]
+    reports = {"real_train_images": nb.quality_report(classifier, real, reference)}
+    reports.update({name: nb.quality_report(classifier, images, reference) for name, images in sets.items()})
+    return reports
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--anchors", type=Path, default=ROOT.parent / "shared" / "anchors")
+    parser.add_argument("--profile", default="cpu", help="whose classifier configuration to use (default cpu)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    nb = load_definitions(DEVICE=torch.device("cpu"), CHECKPOINTS=ROOT / "checkpoints", DATA_ROOT=str(ROOT / "data"))
+    config = nb.merged(nb.BASE, nb.OVERRIDES[args.profile])
+    artifacts = ROOT / "artifacts"
+
+    q1 = score_sets(nb, config, "FashionMNIST", {
+        "ours_samples": load_images(artifacts / "q1_samples.npy"),
+        "anchor_samples": load_images(args.anchors / "keras_vq_recipe_samples.npy"),
+        "anchor_test_reconstructions": load_images(args.anchors / "keras_vq_recipe_test_recon.npy")})
+    ratio = q1["anchor_samples"]["fid"] / q1["ours_samples"]["fid"]
+    q1_result = {"metric": "FID on the notebook's Fashion-MNIST classifier features vs the 10 000 test images",
+                 "sets": q1, "fid_ratio_anchor_over_ours": ratio, "floor": {"fid_ratio_at_least": 3.0},
+                 "meets_floor": ratio >= 3.0}
+
+    q2 = score_sets(nb, config, "MNIST", {
+        "ours_samples": load_images(artifacts / "q2_samples.npy"),
+        "anchor_samples": load_images(args.anchors / "song_recipe_samples.npy")})
+    ratio2 = q2["anchor_samples"]["fid"] / q2["ours_samples"]["fid"]
+    ours = q2["ours_samples"]
+    q2_result = {"metric": "FID on the notebook's MNIST classifier features vs the 10 000 test images",
+                 "sets": q2, "fid_ratio_anchor_over_ours": ratio2,
+                 "floor": {"fid_ratio_at_least": 4.0, "mean_confidence_at_least": 0.95, "all_digits_present": True},
+                 "meets_floor": bool(ratio2 >= 4.0 and ours["mean_confidence"] >= 0.95
+                                     and min(ours["class_histogram"]) > 0)}
+
+    for name, result in (("bench_q1", q1_result), ("bench_q2", q2_result)):
+        path = artifacts / f"{name}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"{name}: FID ours {result['sets']['ours_samples']['fid']:.2f}, anchor "
+              f"{result['sets']['anchor_samples']['fid']:.2f}, ratio {result['fid_ratio_anchor_over_ours']:.2f}, "
+              f"meets floor: {result['meets_floor']}  -> {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
