@@ -321,29 +321,13 @@ def test_export_synthetic(synthetic_export, tmp_path):
 
 
 @needs_pdf_tools
-def test_export_smoke_notebook(request, tmp_path):
+def test_export_smoke_notebook(smoke_notebook, tmp_path):
     """The real notebook (executed with the smoke profile) exports cleanly."""
-    try:
-        nb_path = request.getfixturevalue("smoke_notebook")
-    except pytest.FixtureLookupError:
-        pytest.skip("smoke_notebook fixture is not provided by tests/conftest.py yet")
-    nb_path = Path(nb_path)
     written = make_written(tmp_path / "written")
     out = tmp_path / "submission"
-    proc = run_cli(
-        "--notebook",
-        nb_path,
-        "--written",
-        written,
-        "--out",
-        out,
-        "--last",
-        LAST,
-        "--first",
-        FIRST,
-    )
+    proc = run_cli("--notebook", smoke_notebook, "--written", written, "--out", out, "--last", LAST, "--first", FIRST)
     assert proc.returncode == 0, proc.stderr
-    check_package(out, nb_path)
+    check_package(out, smoke_notebook)
 
 
 @pytest.mark.parametrize(
@@ -361,12 +345,7 @@ def test_bad_names(synthetic, tmp_path, env, args, needle):
     nb_path, written = synthetic
     out = tmp_path / "submission"
     proc = run_cli(
-        "--notebook",
-        nb_path,
-        "--written",
-        written,
-        "--out",
-        out,
+        "--notebook", nb_path, "--written", written, "--out", out,
         *args,
         env_extra=env,
         env_drop=("LAST", "FIRST"),
