@@ -60,4 +60,4 @@ lint: setup
 	$(PY) -m ruff check $(NOTEBOOK) tools tests written/figures.py
 
 clean:
-	rm -rf submission artifacts/smoke .pytest_cache
+	rm -rf submission .pytest_cache

@@ -51,6 +51,18 @@ def score_sets(nb, config: dict, dataset: str, sets: dict) -> dict:
     return reports
 
 
+def bench_result(dataset: str, sets: dict, floor: dict) -> dict:
+    """The benchmark record: every set's report, the FID ratio anchor / ours, and whether `floor` is met."""
+    ours = sets["ours_samples"]
+    ratio = sets["anchor_samples"]["fid"] / ours["fid"]
+    checks = {"fid_ratio_at_least": lambda bound: ratio >= bound,
+              "mean_confidence_at_least": lambda bound: ours["mean_confidence"] >= bound,
+              "all_digits_present": lambda wanted: (min(ours["class_histogram"]) > 0) == wanted}
+    return {"metric": f"FID on the notebook's {dataset} classifier features vs the 10 000 test images",
+            "sets": sets, "fid_ratio_anchor_over_ours": ratio, "floor": floor,
+            "meets_floor": bool(all(checks[key](bound) for key, bound in floor.items()))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--anchors", type=Path, default=ROOT.parent / "shared" / "anchors")
@@ -61,27 +73,17 @@ def main(argv=None) -> int:
     config = nb.merged(nb.BASE, nb.OVERRIDES[args.profile])
     artifacts = ROOT / "artifacts"
 
-    q1 = score_sets(nb, config, "FashionMNIST", {
+    q1 = bench_result("Fashion-MNIST", score_sets(nb, config, "FashionMNIST", {
         "ours_samples": load_images(artifacts / "q1_samples.npy"),
         "anchor_samples": load_images(args.anchors / "keras_vq_recipe_samples.npy"),
-        "anchor_test_reconstructions": load_images(args.anchors / "keras_vq_recipe_test_recon.npy")})
-    ratio = q1["anchor_samples"]["fid"] / q1["ours_samples"]["fid"]
-    q1_result = {"metric": "FID on the notebook's Fashion-MNIST classifier features vs the 10 000 test images",
-                 "sets": q1, "fid_ratio_anchor_over_ours": ratio, "floor": {"fid_ratio_at_least": 3.0},
-                 "meets_floor": ratio >= 3.0}
-
-    q2 = score_sets(nb, config, "MNIST", {
+        "anchor_test_reconstructions": load_images(args.anchors / "keras_vq_recipe_test_recon.npy")}),
+        {"fid_ratio_at_least": 3.0})
+    q2 = bench_result("MNIST", score_sets(nb, config, "MNIST", {
         "ours_samples": load_images(artifacts / "q2_samples.npy"),
-        "anchor_samples": load_images(args.anchors / "song_recipe_samples.npy")})
-    ratio2 = q2["anchor_samples"]["fid"] / q2["ours_samples"]["fid"]
-    ours = q2["ours_samples"]
-    q2_result = {"metric": "FID on the notebook's MNIST classifier features vs the 10 000 test images",
-                 "sets": q2, "fid_ratio_anchor_over_ours": ratio2,
-                 "floor": {"fid_ratio_at_least": 4.0, "mean_confidence_at_least": 0.95, "all_digits_present": True},
-                 "meets_floor": bool(ratio2 >= 4.0 and ours["mean_confidence"] >= 0.95
-                                     and min(ours["class_histogram"]) > 0)}
+        "anchor_samples": load_images(args.anchors / "song_recipe_samples.npy")}),
+        {"fid_ratio_at_least": 4.0, "mean_confidence_at_least": 0.95, "all_digits_present": True})
 
-    for name, result in (("bench_q1", q1_result), ("bench_q2", q2_result)):
+    for name, result in (("bench_q1", q1), ("bench_q2", q2)):
         path = artifacts / f"{name}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"{name}: FID ours {result['sets']['ours_samples']['fid']:.2f}, anchor "
