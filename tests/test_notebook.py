@@ -54,12 +54,14 @@ def test_question1_artifacts(smoke_notebook):
     assert set(metrics["ablation"]) == {"plain", "ema", "ema_restart"}
     assert metrics["config"]["vqvae"]["quantizer"] in metrics["ablation"]
     assert metrics["prior"]["nll_bits_per_image"] == pytest.approx(metrics["prior"]["nll_bits_per_code"] * 49, rel=1e-6)
-    for name in ("real_train_images", "test_reconstructions", "prior_samples", "uniform_code_samples"):
+    for name in ("real_train_images", "test_reconstructions", "prior_samples", "uniform_code_samples", "final_samples"):
         report = metrics["quality"][name]
         assert report["fid"] >= 0 and 0 < report["mean_confidence"] <= 1
         assert sum(report["class_histogram"]) == report["n"]
     assert all(seconds >= 0 for seconds in metrics["seconds"].values())
-    assert {"vqvae", "prior", "classifier", "sampling"} <= set(metrics["seconds"])
+    assert {"vqvae", "prior", "classifier", "sampling", "temperature"} <= set(metrics["seconds"])
+    temperatures = [row["temperature"] for row in metrics["temperature"]["table"]]
+    assert temperatures == [1.0, 0.7] and metrics["temperature"]["chosen"] in temperatures   # the smoke profile's
 
 
 def test_question2_artifacts(smoke_notebook):

@@ -114,10 +114,13 @@ def test_score_network_shape_time_conditioning_and_scaling(nb, sde):
     assert out.shape == x.shape
     assert not torch.allclose(out, net(x, torch.full((3,), 0.9)) * sde.marginal_std(torch.tensor(0.9)) /
                               sde.marginal_std(torch.tensor(0.5))), "time must change the network's output"
-    net.marginal_std = lambda t: torch.full_like(t, 2.0)
-    halved = net(x, torch.full((3,), 0.5))
-    net.marginal_std = lambda t: torch.ones_like(t)
-    assert torch.allclose(halved, net(x, torch.full((3,), 0.5)) / 2, atol=1e-6)
+    # s_theta(x, t) = F(x / sqrt(s^2 + 1/4), t) / s: undoing both scalings must leave the same F for any s
+    t = torch.full((3,), 0.5)
+    undone = []
+    for s in (1.0, 2.0):
+        net.marginal_std = lambda t, s=s: torch.full_like(t, s)
+        undone.append(net(x * math.sqrt(s ** 2 + 0.25), t) * s)
+    assert torch.allclose(undone[0], undone[1], atol=1e-5)
 
 
 def test_ema_tracks_the_weights(nb):
