@@ -59,7 +59,7 @@ def test_question1_artifacts(smoke_notebook):
         assert report["fid"] >= 0 and 0 < report["mean_confidence"] <= 1
         assert sum(report["class_histogram"]) == report["n"]
     assert all(seconds >= 0 for seconds in metrics["seconds"].values())
-    assert {"vqvae", "prior", "classifier", "sampling", "temperature"} <= set(metrics["seconds"])
+    assert {"vqvae", "prior", "classifier", "sampling", "temperature", "this_execution"} <= set(metrics["seconds"])
     temperatures = [row["temperature"] for row in metrics["temperature"]["table"]]
     assert temperatures == [1.0, 0.7] and metrics["temperature"]["chosen"] in temperatures   # the smoke profile's
 
@@ -72,7 +72,7 @@ def test_question2_artifacts(smoke_notebook):
     assert {"em", "pc", "ode", "real training images"} == samplers
     assert np.isfinite(metrics["likelihood"]["bits_per_dim"]) and metrics["likelihood"]["standard_error"] >= 0
     assert sum(metrics["samples_quality"]["class_histogram"]) == 20
-    assert {"score_model", "classifier", "final_samples", "likelihood"} <= set(metrics["seconds"])
+    assert {"score_model", "classifier", "final_samples", "likelihood", "this_execution"} <= set(metrics["seconds"])
 
 
 def test_rerun_reuses_checkpoints(smoke_notebook):

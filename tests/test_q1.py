@@ -149,6 +149,16 @@ def test_sampled_codes_have_right_shape_and_range(nb):
     assert codes.min() >= 0 and codes.max() < 6
 
 
+def test_prior_on_the_first_rows_gives_the_whole_grids_logits_there(nb):
+    """sample_codes runs the prior on rows 0..i only; that must not change the logits of those rows."""
+    torch.manual_seed(0)
+    prior = nb.PixelCNNPrior(6, channels=8, blocks=3).eval()
+    codes, labels = torch.randint(6, (2, 7, 7)), torch.tensor([1, 7])
+    whole = prior(codes, labels)
+    for rows in range(1, 7):
+        assert torch.allclose(prior(codes[:, :rows], labels), whole[:, :, :rows], atol=1e-6)
+
+
 def test_prior_with_all_mass_on_one_code_samples_it_everywhere(nb):
     K, chosen = 6, 4
 
