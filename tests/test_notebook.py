@@ -98,7 +98,9 @@ def test_every_profile_builds_working_models(nb, profile):
         q["codes"], torch.tensor([0, 9]))
     assert logits.shape == (2, vq["codebook_size"], vq["grid"], vq["grid"])
     sde = nb.VESDE(**config["q2"]["sde"])
-    assert nb.ScoreUNet(sde.marginal_std, **config["q2"]["net"])(x, torch.rand(2)).shape == x.shape
+    score_net = nb.ScoreUNet(sde.marginal_std, **config["q2"]["net"])
+    assert score_net(x, torch.rand(2)).shape == score_net(x, torch.rand(2), torch.tensor([0, 9])).shape == x.shape
+    assert 0 <= config["q2"]["train"]["label_dropout"] < 1 and config["q2"]["guidance"] >= 0
     assert nb.SmallClassifier(config["classifier"]["width"])(x).shape == (2, 10)
     assert config["q2"]["train"]["weighting"] in ("std2", "likelihood")
 
