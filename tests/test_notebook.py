@@ -70,9 +70,18 @@ def test_question2_artifacts(smoke_notebook):
     assert metrics["final_sampler"]["sampler"] in ("em", "pc")
     samplers = {row["sampler"] for row in metrics["sampler_table"]}
     assert {"em", "pc", "ode", "real training images"} == samplers
-    assert np.isfinite(metrics["likelihood"]["bits_per_dim"]) and metrics["likelihood"]["standard_error"] >= 0
-    assert sum(metrics["samples_quality"]["class_histogram"]) == 20
-    assert {"score_model", "classifier", "final_samples", "likelihood", "this_execution"} <= set(metrics["seconds"])
+    assert metrics["final_sampler"]["guidance"] == metrics["config"]["guidance"]
+    guidance = [row["guidance"] for row in metrics["guidance_table"]]
+    assert guidance == [None, 0.0, 1.0]                     # no label, the smoke sweep, then the table's w
+    for name in ("unconditional", "given_label"):
+        assert np.isfinite(metrics["likelihood"][name]["bits_per_dim"])
+        assert metrics["likelihood"][name]["standard_error"] >= 0
+    bound = metrics["likelihood"]["given_label"]["bits_per_dim"] + np.log2(10) / 784
+    assert metrics["likelihood"]["mixture_bound"] == pytest.approx(bound, rel=1e-5)
+    quality = metrics["samples_quality"]
+    assert sum(quality["class_histogram"]) == 20 and 0 <= quality["accuracy_vs_intended_class"] <= 1
+    assert {"score_model", "classifier", "sampler_comparison", "guidance_sweep", "final_samples", "likelihood",
+            "this_execution"} <= set(metrics["seconds"])
 
 
 def test_rerun_reuses_checkpoints(smoke_notebook):
