@@ -10,12 +10,14 @@ ASGN3_DATA_MIRROR ?= $(firstword $(wildcard $(abspath ../shared/data)))
 export ASGN3_DATA_MIRROR
 SYSTEM_PACKAGES := chromium libjs-mathjax poppler-utils texlive-latex-base texlive-latex-recommended latexmk
 
-.PHONY: help setup sysdeps data run test bench written pdfs lint clean
+.PHONY: help setup sysdeps data run test bench bench-speed readme written pdfs lint clean
 
 help:
 	@echo "make run      set up, prepare data, execute the notebook in place (PROFILE=$(PROFILE))"
 	@echo "make test     set up, prepare data, run the test suite"
 	@echo "make bench    score our samples and the anchors' with the same metric (artifacts/bench_q*.json)"
+	@echo "make bench-speed  throughput of every stage, baseline against adopted settings (artifacts/bench_speed.json)"
+	@echo "make readme   regenerate README.md's results table from artifacts/"
 	@echo "make written  rebuild the written answers' PDFs (written/q1.pdf ... q4.pdf)"
 	@echo "make pdfs LAST=Doe FIRST=Jane   the submission package in submission/"
 	@echo "make lint     ruff on the notebook, tools and tests"
@@ -40,7 +42,7 @@ data: setup
 	$(PY) tools/prepare_data.py
 
 run: setup data
-	ASGN3_PROFILE=$(PROFILE) $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+	ASGN3_PROFILE=$(PROFILE) ASGN3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOK)
 
 test: setup data sysdeps
@@ -48,6 +50,12 @@ test: setup data sysdeps
 
 bench: setup data
 	$(PY) tools/bench.py
+
+bench-speed: setup
+	$(PY) tools/bench_speed.py
+
+readme: setup
+	$(PY) tools/results_table.py
 
 written: setup sysdeps
 	$(PY) written/figures.py

@@ -6,10 +6,12 @@ here with the same code and configuration, about a minute) embeds the sets, and 
 
 * Q1 (Fashion-MNIST): artifacts/q1_samples.npy vs the Keras VQ-VAE recipe's samples and its test
   reconstructions (../shared/anchors), plus 1000 real training images as the floor.
-* Q2 (MNIST): artifacts/q2_samples.npy vs Song's tutorial recipe's samples, plus real images.
+* Q2 (MNIST): artifacts/q2_samples.npy (the unconditional model) vs Song's tutorial recipe's unconditional
+  samples, plus real images; artifacts/q2_guided_samples.npy (guided, beyond the assignment) is scored too.
 
 Writes artifacts/bench_q1.json and artifacts/bench_q2.json, with the FID ratio anchor / ours and whether the
-issue's floors are met (Q1: ratio >= 3; Q2: ratio >= 4, mean confidence >= 0.95, all ten digits present).
+project's floors are met (Q1: ratio >= 4.5, mean confidence >= 0.88, every class at least 60 times in 1000;
+Q2: ratio >= 3.5, confidence >= 0.92, every digit at least 60 times; guided: ratio >= 4).
 
 usage: python tools/bench.py [--anchors ../shared/anchors] [--profile cpu]
 """
@@ -57,7 +59,7 @@ def bench_result(dataset: str, sets: dict, floor: dict) -> dict:
     ratio = sets["anchor_samples"]["fid"] / ours["fid"]
     checks = {"fid_ratio_at_least": lambda bound: ratio >= bound,
               "mean_confidence_at_least": lambda bound: ours["mean_confidence"] >= bound,
-              "all_digits_present": lambda wanted: (min(ours["class_histogram"]) > 0) == wanted}
+              "every_class_at_least": lambda bound: min(ours["class_histogram"]) >= bound}
     return {"metric": f"FID on the notebook's {dataset} classifier features vs the 10 000 test images",
             "sets": sets, "fid_ratio_anchor_over_ours": ratio, "floor": floor,
             "meets_floor": bool(all(checks[key](bound) for key, bound in floor.items()))}
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="cpu", help="whose classifier configuration to use (default cpu)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    nb = load_definitions(DEVICE=torch.device("cpu"), CHECKPOINTS=ROOT / "checkpoints", DATA_ROOT=str(ROOT / "data"))
+    nb = load_definitions(DEVICE=torch.device("cpu"), CHECKPOINTS=ROOT / "checkpoints", DATA_ROOT=str(ROOT / "data"),
+                          AMP=None, PROGRESS=False)
     config = nb.merged(nb.BASE, nb.OVERRIDES[args.profile])
     artifacts = ROOT / "artifacts"
 
@@ -77,11 +80,17 @@ def main(argv=None) -> int:
         "ours_samples": load_images(artifacts / "q1_samples.npy"),
         "anchor_samples": load_images(args.anchors / "keras_vq_recipe_samples.npy"),
         "anchor_test_reconstructions": load_images(args.anchors / "keras_vq_recipe_test_recon.npy")}),
-        {"fid_ratio_at_least": 3.0})
-    q2 = bench_result("MNIST", score_sets(nb, config, "MNIST", {
+        {"fid_ratio_at_least": 4.5, "mean_confidence_at_least": 0.88, "every_class_at_least": 60})
+    mnist = score_sets(nb, config, "MNIST", {
         "ours_samples": load_images(artifacts / "q2_samples.npy"),
-        "anchor_samples": load_images(args.anchors / "song_recipe_samples.npy")}),
-        {"fid_ratio_at_least": 4.0, "mean_confidence_at_least": 0.95, "all_digits_present": True})
+        "ours_guided_samples": load_images(artifacts / "q2_guided_samples.npy"),
+        "anchor_samples": load_images(args.anchors / "song_recipe_samples.npy")})
+    q2 = bench_result("MNIST", mnist, {"fid_ratio_at_least": 3.5, "mean_confidence_at_least": 0.92,
+                                       "every_class_at_least": 60})
+    guided = {**mnist, "ours_samples": mnist["ours_guided_samples"]}
+    q2["guided"] = {key: value for key, value in bench_result("MNIST", guided, {"fid_ratio_at_least": 4.0}).items()
+                    if key in ("fid_ratio_anchor_over_ours", "floor", "meets_floor")}
+    q2["meets_floor"] = q2["meets_floor"] and q2["guided"]["meets_floor"]
 
     for name, result in (("bench_q1", q1), ("bench_q2", q2)):
         path = artifacts / f"{name}.json"

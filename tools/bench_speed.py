@@ -1,0 +1,258 @@
+"""Throughput of every training and sampling stage: the committed baseline against the settings we adopted.
+
+For each stage it times one call (a training step, a sampler step or a classifier pass) of several variants,
+interleaved round by round so that a slow stretch of a shared machine hits all of them alike, after warm-up
+calls (whose time, for `torch.compile`, is reported as the compile time). The median of the rounds gives images
+(or code grids) per second.
+
+* baseline: the code path and networks of the notebook before the speed work: fp32, one host sync per step
+  (`loss.item()`), a Python loop for the EMA, and the 28x28 score network [24, 48, 96].
+* adopted: the notebook's own functions and `cpu` configuration, with its mixed-precision choice for this
+  machine (AMP), no per-step syncs and the `_foreach` EMA.
+* candidates that were measured but not adopted: channels-last, `torch.compile`, and bf16 autocast where this
+  machine has no native bf16.
+
+Writes artifacts/bench_speed.json (artifacts/bench_speed_cuda.json on CUDA):
+{"device", "cpu", "amp", "rounds", "stages": {name: {"baseline_per_s", "adopted_per_s", "speedup", "settings",
+"candidates": {name: {"per_s", "speedup", "compile_seconds"?}}}}}
+
+usage: python tools/bench_speed.py [--rounds 7] [--smoke] [--out PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from notebook_defs import load_definitions
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE_SCORE_NET = {"channels": [24, 48, 96], "embed_dim": 128, "res_blocks": 1, "space_to_depth": False}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def loop_ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float = 0.999) -> None:
+    """The baseline EMA: one lerp_ per parameter tensor, in Python."""
+    with torch.no_grad():
+        for a, p in zip(averaged.parameters(), model.parameters()):
+            a.lerp_(p, 1 - decay)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+class Stage:
+    """One benchmarked operation: `make(variant)` -> (callable doing one step, items per call)."""
+
+    def __init__(self, name: str, make, variants: dict):
+        self.name, self.make, self.variants = name, make, variants
+
+
+def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
+    """The stages of the notebook, each with its variants: baseline, adopted and candidates."""
+    batch = 8 if smoke else config["q1"]["vqvae"]["batch"]
+    x = torch.rand(batch, 1, 28, 28, device=device)
+    labels = torch.arange(batch, device=device) % 10
+    sde = nb.VESDE(**config["q2"]["sde"])
+    q1, q2 = config["q1"], config["q2"]
+    adopted_net = q2["net"]
+
+    def variant_model(module: torch.nn.Module, variant: dict) -> torch.nn.Module:
+        module = module.to(device)
+        if variant.get("channels_last"):
+            module = module.to(memory_format=torch.channels_last)
+        return torch.compile(module) if variant.get("compile") else module
+
+    def inputs(variant: dict, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.contiguous(memory_format=torch.channels_last) if variant.get("channels_last") else tensor
+
+    def vqvae_step(variant):
+        torch.manual_seed(0)
+        model = nb.VQVAE(q1["vqvae"], "ema_restart").to(device)
+        if variant.get("channels_last"):
+            model.encoder, model.decoder = (variant_model(m, variant) for m in (model.encoder, model.decoder))
+        optimizer = nb.Optimizer(model.parameters(), 1e-3, 1000)
+        images = inputs(variant, x)
+
+        def step():
+            total, parts = model.loss(images)
+            optimizer.step(total)
+            if variant.get("sync_each_step"):
+                [value.item() for value in parts.values()]
+        return step, batch
+
+    def prior_step(variant):
+        torch.manual_seed(0)
+        prior = variant_model(nb.TransformerPrior(q1["vqvae"]["codebook_size"], *(
+            q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio"))), variant)
+        optimizer = nb.Optimizer(prior.parameters(), 1e-3, 1000)
+        codes = torch.randint(q1["vqvae"]["codebook_size"], (batch, 7, 7), device=device)
+
+        def step():
+            with nb.autocast():
+                logits = prior(codes, labels)
+            loss = F.cross_entropy(logits.float(), codes)
+            optimizer.step(loss)
+            if variant.get("sync_each_step"):
+                loss.item()
+        return step, batch
+
+    def score_step(variant):
+        torch.manual_seed(0)
+        net = nb.ScoreUNet(sde.marginal_std, **variant.get("net", adopted_net))
+        ema = nb.EMA(net, 0.999)
+        net = variant_model(net, variant)
+        optimizer = nb.Optimizer(net.parameters(), 1e-3, 1000, clip=1.0)
+        images = inputs(variant, x)
+
+        def step():
+            loss = nb.dsm_loss(net, images, sde, q2["train"]["small_noise_share"])
+            optimizer.step(loss)
+            if variant.get("loop_ema"):
+                loop_ema_update(ema.model, net)
+            else:
+                ema.update(net)
+            if variant.get("sync_each_step"):
+                loss.item()
+        return step, batch
+
+    def sampler_step(guided: bool):
+        def make(variant):
+            torch.manual_seed(0)
+            n = 8 if smoke else q2["sample_batch"]
+            net_config = variant.get("net", adopted_net)
+            net = variant_model(nb.ScoreUNet(sde.marginal_std, **net_config, n_classes=10), variant)
+            net.eval()
+            y = torch.arange(n, device=device) % 10
+            score_fn = nb.score_function(net, y, 1.0) if guided else nb.score_function(net)
+            state = inputs(variant, torch.randn(n, 1, 28, 28, device=device))
+            t = torch.tensor(0.5, device=device)
+
+            @torch.no_grad()
+            def step():
+                score_fn(state, t)
+            return step, n
+        return make
+
+    def classifier_pass(variant):
+        torch.manual_seed(0)
+        model = variant_model(nb.SmallClassifier(config["classifier"]["width"]), variant).eval()
+        images = inputs(variant, torch.rand(8 if smoke else 1000, 1, 28, 28, device=device))
+
+        @torch.no_grad()
+        def step():
+            model.features(images) if not variant.get("compile") else model(images)
+        return step, len(images)
+
+    baseline_sync = {"sync_each_step": True}
+    candidates = {} if smoke else {"channels_last": {"channels_last": True}, "compile": {"compile": True},
+                                   "bf16_autocast": {"amp": "bf16"}}
+    old_net = {"net": BASELINE_SCORE_NET}
+    return [
+        Stage("vqvae_train_step", vqvae_step, {"baseline": baseline_sync, "adopted": {}, **candidates}),
+        Stage("prior_train_step", prior_step, {"baseline": baseline_sync, "adopted": {}, **candidates}),
+        Stage("score_train_step", score_step, {"baseline": {**baseline_sync, "loop_ema": True, **old_net},
+                                               "adopted": {}, "adopted_settings_old_network": old_net,
+                                               **candidates}),
+        Stage("sampler_step_unguided", sampler_step(False), {"baseline": old_net, "adopted": {}, **candidates}),
+        Stage("sampler_step_guided", sampler_step(True), {"baseline": old_net, "adopted": {}, **candidates}),
+        Stage("classifier_feature_pass", classifier_pass, {"baseline": {}, "adopted": {}, **candidates}),
+    ]
+
+
+def timed(fn, device: torch.device) -> float:
+    synchronize(device)
+    began = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - began
+
+
+def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup: int) -> dict:
+    """Per stage and variant: per-second throughput (median over `rounds` interleaved rounds) and compile time."""
+    amp_of = {"baseline": None, "bf16_autocast": torch.bfloat16}
+    built, compile_seconds = {}, {}
+    for stage in stages:
+        for name, variant in stage.variants.items():
+            nb.AMP = amp_of.get(name, adopted_amp)
+            step, items = stage.make(variant)
+            first = timed(step, device)
+            for _ in range(warmup - 1):
+                timed(step, device)
+            built[stage.name, name] = (step, items, nb.AMP)
+            if variant.get("compile"):
+                compile_seconds[stage.name, name] = first
+    times = {key: [] for key in built}
+    for _ in range(rounds):
+        for key, (step, _, amp) in built.items():
+            nb.AMP = amp
+            times[key].append(timed(step, device))
+    result = {}
+    for stage in stages:
+        per_s = {name: built[stage.name, name][1] / statistics.median(times[stage.name, name])
+                 for name in stage.variants}
+        result[stage.name] = {
+            "baseline_per_s": per_s["baseline"], "adopted_per_s": per_s["adopted"],
+            "speedup": per_s["adopted"] / per_s["baseline"],
+            "candidates": {name: {"per_s": value, "speedup_over_adopted": value / per_s["adopted"],
+                                  **({"compile_seconds": compile_seconds[stage.name, name]}
+                                     if (stage.name, name) in compile_seconds else {})}
+                           for name, value in per_s.items() if name not in ("baseline", "adopted")}}
+    return result
+
+
+SETTINGS = {
+    "vqvae_train_step": "the notebook's VQ-VAE; adopted: logged values read back once per epoch instead of one "
+                        "host sync per step",
+    "prior_train_step": "the notebook's prior; adopted: no per-step host sync",
+    "score_train_step": "baseline: the 28x28 U-Net [24, 48, 96], loop EMA, one sync per step; adopted: the "
+                        "space-to-depth U-Net of the configuration (levels 14, 7, 4), _foreach EMA, no per-step sync",
+    "sampler_step_unguided": "one score evaluation of a sampler batch; baseline: the 28x28 U-Net; adopted: the "
+                             "space-to-depth U-Net",
+    "sampler_step_guided": "the same with classifier-free guidance (a doubled batch)",
+    "classifier_feature_pass": "1000 images through the FID classifier; nothing adopted",
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--smoke", action="store_true", help="tiny batches, one round, no candidates (for CI)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(2)
+    nb = load_definitions(DEVICE=device, AMP=None, PROGRESS=False, CHECKPOINTS=ROOT / "checkpoints")
+    config = nb.merged(nb.BASE, nb.OVERRIDES["smoke" if args.smoke else ("gpu" if device.type == "cuda" else "cpu")])
+    adopted_amp = nb.autocast_dtype(device, config["mixed_precision"])
+    stages = build_stages(nb, config, device, args.smoke)
+    results = run(nb, stages, device, adopted_amp, 1 if args.smoke else args.rounds, 1 if args.smoke else 3)
+    for name, row in results.items():
+        row["settings"] = SETTINGS[name]
+    out = args.out or ROOT / "artifacts" / ("bench_speed_cuda.json" if device.type == "cuda" else "bench_speed.json")
+    record = {"device": str(device), "cpu": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "amp": str(adopted_amp), "rounds": 1 if args.smoke else args.rounds, "stages": results}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    for name, row in results.items():
+        print(f"{name:<24} baseline {row['baseline_per_s']:9.1f}/s  adopted {row['adopted_per_s']:9.1f}/s  "
+              f"x{row['speedup']:.2f}  " + "  ".join(f"{c} x{v['speedup_over_adopted']:.2f}"
+                                                   for c, v in row["candidates"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
