@@ -24,7 +24,27 @@ def nb(tmp_path_factory):
     """The notebook's definitions as a module, on the CPU, checkpoints in a temporary folder."""
     torch.set_num_threads(2)
     return load_definitions(DEVICE=torch.device("cpu"), CHECKPOINTS=tmp_path_factory.mktemp("checkpoints"),
-                            ARTIFACTS=tmp_path_factory.mktemp("artifacts"), PROFILE="test", DATA_ROOT=str(DATA))
+                            ARTIFACTS=tmp_path_factory.mktemp("artifacts"), PROFILE="test", DATA_ROOT=str(DATA),
+                            AMP=None, PROGRESS=False)
+
+
+def execute(notebook_path: Path) -> None:
+    """Execute the notebook at `notebook_path` in its own folder with the smoke profile, saving it in place."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    env = {"ASGN3_PROFILE": "smoke", "ASGN3_DATA_ROOT": str(DATA), "ASGN3_PROGRESS": "0"}
+    old = {key: os.environ.get(key) for key in [*env, "MPLBACKEND"]}
+    os.environ.update(env)
+    os.environ.pop("MPLBACKEND", None)          # the kernel's inline backend must draw the figures
+    try:
+        NotebookClient(notebook, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebook_path.parent)}}).execute()
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    nbformat.write(notebook, notebook_path)
 
 
 @pytest.fixture(scope="session")
@@ -36,22 +56,18 @@ def smoke_notebook(tmp_path_factory) -> Path:
     """
     if not (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.fail("data/ is not prepared: run `make data` (or tools/prepare_data.py) before the tests")
-    workdir = tmp_path_factory.mktemp("smoke")
-    copy = workdir / NOTEBOOK.name
+    copy = tmp_path_factory.mktemp("smoke") / NOTEBOOK.name
     shutil.copy(NOTEBOOK, copy)
-    notebook = nbformat.read(copy, as_version=4)
-    env = {"ASGN3_PROFILE": "smoke", "ASGN3_DATA_ROOT": str(DATA)}
-    old = {key: os.environ.get(key) for key in [*env, "MPLBACKEND"]}
-    os.environ.update(env)
-    os.environ.pop("MPLBACKEND", None)          # the kernel's inline backend must draw the figures
-    try:
-        NotebookClient(notebook, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    nbformat.write(notebook, copy)
+    execute(copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def rerun_smoke_notebook(smoke_notebook) -> Path:
+    """The smoke notebook executed a second time in the same folder, as a second copy (it must load every stage);
+    the first execution's artifacts are kept in first_artifacts/."""
+    shutil.copytree(smoke_notebook.parent / "artifacts", smoke_notebook.parent / "first_artifacts")
+    copy = smoke_notebook.with_name("rerun.ipynb")
+    shutil.copy(NOTEBOOK, copy)
+    execute(copy)
     return copy

@@ -16,7 +16,7 @@ def run_epoch_for(model, optimizer, counter):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return {"loss": [loss.item()]}
+        return {"loss": [loss.detach()]}
     return run_epoch
 
 
@@ -76,9 +76,25 @@ def test_corrupt_file_is_reported_set_aside_and_retrained(nb, capsys):
 
 
 def test_non_finite_loss_stops_with_a_clear_message(nb):
-    with pytest.raises(FloatingPointError, match="became nan at step 7"):
-        nb.check_finite(float("nan"), "stage", 7)
-    nb.check_finite(1.0, "stage", 7)
+    logs = {"loss": [torch.tensor(float(step)) for step in range(10)]}
+    assert nb.read_back("stage", 0, logs) == {"loss": [float(step) for step in range(10)]}
+    logs["loss"][7] = torch.tensor(float("nan"))
+    with pytest.raises(FloatingPointError, match="loss became nan at step 7 of epoch 2"):
+        nb.read_back("stage", 2, logs)
+
+
+def test_training_stops_at_a_non_finite_loss_and_keeps_the_completed_epochs(nb):
+    model, optimizer = make_parts()
+    calls = []
+    train(nb, "nan_stage", {"lr": 0.1}, model, optimizer, calls, 1)
+
+    def exploding(epoch):
+        return {"loss": [torch.tensor(float("inf"))]}
+
+    with pytest.raises(FloatingPointError):
+        nb.train_epochs("nan_stage", {"lr": 0.1}, {"m": model, "o": optimizer}, exploding, 2)
+    state = nb.Checkpoint("nan_stage", {"lr": 0.1}, nb.CHECKPOINTS).load()
+    assert state["epoch"] == 1, "the epoch that finished before the bad one stays saved"
 
 
 def test_frechet_distance_of_gaussians_matches_closed_form(nb):

@@ -1,26 +1,96 @@
-"""The notebook end to end (smoke profile) and the conventions every part follows."""
+"""The notebook end to end (smoke profile), its configuration, and the conventions its text follows."""
 import json
+import re
 
 import nbformat
 import numpy as np
 import pytest
+import torch
 from notebook_defs import NOTEBOOK
+
+PROCESS_WORDS = ("issue", "floor", "bench", "target", "previous execution", "earlier version", "previous run",
+                 "development", "bit for bit", "bit-for-bit", "we tried", "make bench", "sweep we", "earlier today")
 
 
 def code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip()]
 
 
+def markdown_sources(notebook):
+    return [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
+
+
+def rendered_markdown(notebook):
+    """The Markdown that code cells displayed (the text built from the run's numbers)."""
+    return ["".join(output["data"]["text/markdown"]) for cell in code_cells(notebook) for output in cell.outputs
+            if "text/markdown" in output.get("data", {})]
+
+
 def test_only_question_headings_are_top_level():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    headings = [line for cell in notebook.cells if cell.cell_type == "markdown"
-                for line in cell.source.splitlines() if line.startswith("# ")]
+    headings = [line for source in markdown_sources(notebook) for line in source.splitlines() if line.startswith("# ")]
     assert [h.split(":")[0] for h in headings] == ["# Question 1", "# Question 2"]
 
 
 def test_notebook_never_reads_the_shared_folder():
     text = NOTEBOOK.read_text()
     assert "../shared" not in text and "shared/data" not in text
+
+
+def test_colab_opens_it_on_a_gpu_with_python3():
+    metadata = nbformat.read(NOTEBOOK, as_version=4).metadata
+    assert metadata["kernelspec"]["name"] == "python3"
+    assert metadata["accelerator"] == "GPU" and metadata["colab"]["gpuType"] == "T4"
+
+
+def test_long_cells_only_define():
+    """A cell that runs something stays under about 40 lines; longer cells hold only definitions (a class, its
+    helpers), so that every run cell is short and reads as the step it performs."""
+    import ast
+
+    from notebook_defs import definitions
+
+    too_long = [cell.source.splitlines()[0] for cell in code_cells(nbformat.read(NOTEBOOK, as_version=4))
+                if len(cell.source.splitlines()) > 45
+                and len(definitions(cell.source)) < len(ast.parse(cell.source).body)]
+    assert not too_long, f"split these cells into a define cell and a run cell: {too_long}"
+
+
+def test_static_text_speaks_only_of_the_method():
+    """Markdown cells hold ideas, equations and choices, never the words of our own process or history."""
+    for source in markdown_sources(nbformat.read(NOTEBOOK, as_version=4)):
+        lowered = source.lower()
+        found = [word for word in PROCESS_WORDS if re.search(rf"\b{re.escape(word)}", lowered)]
+        assert not found, f"{found} in: {source[:120]}"
+
+
+def measured_values(metrics, path=""):
+    """Every float in a metrics dict that is a measurement (not configuration), with its key path."""
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            if key not in ("config", "classifier", "profile", "device"):
+                yield from measured_values(value, f"{path}.{key}")
+    elif isinstance(metrics, list):
+        for i, value in enumerate(metrics):
+            yield from measured_values(value, f"{path}[{i}]")
+    elif isinstance(metrics, float):
+        yield path, metrics
+
+
+@pytest.mark.parametrize("name", ["q1", "q2"])
+def test_static_text_types_no_measured_number(name):
+    """No number printed in a Markdown cell equals a measured value of the committed run (as it would be rounded)."""
+    metrics = json.loads((NOTEBOOK.parent / "artifacts" / f"{name}_metrics.json").read_text())
+    text = "\n".join(markdown_sources(nbformat.read(NOTEBOOK, as_version=4)))
+    sections = set(re.findall(r"^## (\d\.\d+)", text, flags=re.M))          # "see 1.8" names a section
+    numbers = set(re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text)) - sections
+    for path, value in measured_values(metrics):
+        for decimals in (1, 2, 3, 4, 5):
+            written = f"{value:.{decimals}f}"
+            if len(written.replace(".", "").lstrip("0")) < 3:
+                continue                # 0.6, 0.99, 0.003: too few digits to tell a measurement from a setting
+            assert written not in numbers, \
+                f"Markdown types {written}, the measured {path}: render it from the metrics instead"
 
 
 def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
@@ -31,12 +101,15 @@ def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
     errors = [output for cell in cells for output in cell.outputs if output.output_type == "error"]
     assert not errors, errors[0]["evalue"] if errors else ""
     images = sum("image/png" in output.get("data", {}) for cell in cells for output in cell.outputs)
-    assert images >= 10, "every part should show its figure"
+    assert images >= 15, "every part should show its figure"
+    streams = "".join(output.get("text", "") for cell in cells for output in cell.outputs
+                      if output.output_type == "stream")
+    assert "it/s" not in streams and "Warning" not in streams, "no progress bars or warnings in the outputs"
 
 
-def load_artifacts(smoke_notebook, name):
+def load_artifacts(smoke_notebook, name, samples):
     folder = smoke_notebook.parent / "artifacts"
-    return json.loads((folder / f"{name}_metrics.json").read_text()), np.load(folder / f"{name}_samples.npy")
+    return json.loads((folder / f"{name}_metrics.json").read_text()), np.load(folder / f"{samples}.npy")
 
 
 def assert_images(samples, n):
@@ -45,80 +118,127 @@ def assert_images(samples, n):
 
 
 def test_question1_artifacts(smoke_notebook):
-    metrics, samples = load_artifacts(smoke_notebook, "q1")
-    per_class = 2                                           # the smoke profile's samples_per_class
-    assert_images(samples, 10 * per_class)
+    metrics, samples = load_artifacts(smoke_notebook, "q1", "q1_samples")
+    assert_images(samples, 20)                                            # the smoke profile: 2 per class
     assert metrics["profile"] == "smoke" and metrics["device"] == "cpu"
     assert 0 < metrics["recon_mse"] < 1 and metrics["psnr_db"] == pytest.approx(-10 * np.log10(metrics["recon_mse"]))
     assert 1 <= metrics["perplexity"] <= metrics["codes_used"] <= metrics["codebook_size"]
-    assert set(metrics["ablation"]) == {"plain", "ema", "ema_restart"}
-    assert metrics["config"]["vqvae"]["quantizer"] in metrics["ablation"]
+    assert set(metrics["ablation"]["variants"]) == {"plain", "ema", "ema_restart"}
+    assert metrics["config"]["quantizer"] in metrics["ablation"]["variants"]
     assert metrics["prior"]["nll_bits_per_image"] == pytest.approx(metrics["prior"]["nll_bits_per_code"] * 49, rel=1e-6)
-    for name in ("real_train_images", "test_reconstructions", "prior_samples", "uniform_code_samples", "final_samples"):
+    for name in ("real_train_images", "test_reconstructions", "plain_samples", "uniform_code_samples", "final_samples"):
         report = metrics["quality"][name]
         assert report["fid"] >= 0 and 0 < report["mean_confidence"] <= 1
         assert sum(report["class_histogram"]) == report["n"]
-    assert all(seconds >= 0 for seconds in metrics["seconds"].values())
-    assert {"vqvae", "prior", "classifier", "sampling", "temperature", "this_execution"} <= set(metrics["seconds"])
-    temperatures = [row["temperature"] for row in metrics["temperature"]["table"]]
-    assert temperatures == [1.0, 0.7] and metrics["temperature"]["chosen"] in temperatures   # the smoke profile's
+    stages = {"vqvae", "prior", "classifier", "sampling_grid", "final_samples", "this_execution"}
+    assert stages <= set(metrics["seconds"])
+    pairs = [(row["temperature"], row["guidance"]) for row in metrics["sampling"]["grid"]]
+    assert pairs == [(1.0, 0.0), (1.0, 1.0), (0.7, 0.0), (0.7, 1.0)]            # the smoke profile's grid
+    assert (metrics["sampling"]["temperature"], metrics["sampling"]["guidance"]) in pairs
 
 
 def test_question2_artifacts(smoke_notebook):
-    metrics, samples = load_artifacts(smoke_notebook, "q2")
-    assert_images(samples, 20)                              # the smoke profile's n_samples
+    metrics, samples = load_artifacts(smoke_notebook, "q2", "q2_samples")
+    assert_images(samples, 20)                                            # the smoke profile's n_samples
+    _, guided = load_artifacts(smoke_notebook, "q2", "q2_guided_samples")
+    assert_images(guided, 20)
     assert metrics["final_sampler"]["sampler"] in ("em", "pc")
-    samplers = {row["sampler"] for row in metrics["sampler_table"]}
-    assert {"em", "pc", "ode", "real training images"} == samplers
-    assert metrics["final_sampler"]["guidance"] == metrics["config"]["guidance"]
-    guidance = [row["guidance"] for row in metrics["guidance_table"]]
-    assert guidance == [None, 0.0, metrics["config"]["guidance"]]     # no label, the smoke sweep, the table's w
-    for name in ("unconditional", "given_label"):
-        assert np.isfinite(metrics["likelihood"][name]["bits_per_dim"])
-        assert metrics["likelihood"][name]["standard_error"] >= 0
-    bound = metrics["likelihood"]["given_label"]["bits_per_dim"] + np.log2(10) / 784
-    assert metrics["likelihood"]["mixture_bound"] == pytest.approx(bound, rel=1e-5)
-    quality = metrics["samples_quality"]
-    assert sum(quality["class_histogram"]) == 20 and 0 <= quality["accuracy_vs_intended_class"] <= 1
-    assert {"score_model", "classifier", "sampler_comparison", "guidance_sweep", "final_samples", "likelihood",
-            "this_execution"} <= set(metrics["seconds"])
+    assert {row["sampler"] for row in metrics["sampler_table"]} == {"em", "pc", "ode", "real training images"}
+    assert all(row["guidance"] is None for row in metrics["sampler_table"]), "the table is the unconditional model's"
+    assert [row["guidance"] for row in metrics["conditional"]["guidance_table"]] == [0.0, 1.0]
+    assert metrics["conditional"]["guidance"] in (0.0, 1.0)
+    assert np.isfinite(metrics["bits_per_dim"]) and metrics["bits_per_dim_standard_error"] >= 0
+    assert metrics["likelihood"]["n_images"] == 4
+    assert sum(metrics["samples_quality"]["class_histogram"]) == 20
+    assert 0 <= metrics["conditional"]["samples_quality"]["accuracy_vs_intended_class"] <= 1
+    assert {"score_model", "conditional_model", "classifier", "sampler_table", "final_samples", "likelihood",
+            "guidance_sweep", "guided_samples", "this_execution"} <= set(metrics["seconds"])
 
 
-def test_rerun_reuses_checkpoints(smoke_notebook):
-    """The smoke run wrote one checkpoint per training stage, each keyed by its configuration."""
-    names = sorted(path.name.rsplit("-", 1)[0] for path in (smoke_notebook.parent / "checkpoints").glob("*.pt"))
-    assert names == sorted(["q1_ablation_plain", "q1_ablation_ema", "q1_ablation_ema_restart", "q1_vqvae", "q1_prior",
-                            "fashion_classifier", "q2_score", "mnist_classifier"])
+def test_discussions_show_this_runs_numbers(smoke_notebook):
+    """The rendered discussions quote the smoke run's own metrics, formatted as the notebook formats them."""
+    rendered = "\n".join(rendered_markdown(nbformat.read(smoke_notebook, as_version=4)))
+    q1, _ = load_artifacts(smoke_notebook, "q1", "q1_samples")
+    q2, _ = load_artifacts(smoke_notebook, "q2", "q2_samples")
+    for quoted in (f"{q1['recon_mse']:.5f}", f"FID {q1['quality']['final_samples']['fid']:.1f}",
+                   f"{q2['bits_per_dim']:.2f} ± {q2['bits_per_dim_standard_error']:.2f}",
+                   f"FID {q2['samples_quality']['fid']:.1f}", f"FID {q2['conditional']['samples_quality']['fid']:.1f}"):
+        assert quoted in rendered
+    for text in rendered_markdown(nbformat.read(smoke_notebook, as_version=4)):
+        found = [word for word in PROCESS_WORDS if re.search(rf"\b{re.escape(word)}", text.lower())]
+        assert not found, f"{found} in rendered text: {text[:120]}"
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "full"])
-def test_every_profile_builds_working_models(nb, profile):
-    """Each profile's configuration yields models that run a forward pass (catches typos in profiles)."""
-    import torch
+def test_rerun_loads_every_stage_and_reproduces_the_metrics(smoke_notebook, rerun_smoke_notebook):
+    """The second execution in the same folder computes nothing anew: same metrics, every stage loaded."""
+    for name in ("q1", "q2"):
+        first, second = (json.loads((rerun_smoke_notebook.parent / folder / f"{name}_metrics.json").read_text())
+                         for folder in ("first_artifacts", "artifacts"))
+        assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in second.items() if k != "seconds"}
+    names = sorted(path.name.rsplit("-", 1)[0] for path in (rerun_smoke_notebook.parent / "checkpoints").glob("*.pt"))
+    assert names == sorted([
+        "q1_ablation_plain", "q1_ablation_ema", "q1_ablation_ema_restart", "q1_vqvae", "q1_prior", "q1_plain_samples",
+        "fashion_classifier", "q1_sampling_grid", "q1_samples", "q2_score", "mnist_classifier", "q2_sampler_table",
+        "q2_samples", "q2_likelihood", "q2_conditional", "q2_guidance_sweep", "q2_guided_samples"])
+    streams = "".join(output.get("text", "") for cell in code_cells(nbformat.read(rerun_smoke_notebook, as_version=4))
+                      for output in cell.outputs if output.output_type == "stream")
+    assert streams.count("loaded") >= 8, "every training stage should be loaded from its checkpoint"
 
-    config = nb.merged(nb.BASE, nb.OVERRIDES[profile])
-    x = torch.rand(2, 1, 28, 28)
-    vq = config["q1"]["vqvae"]
-    for mode in config["q1"]["ablation"]["variants"]:
-        reconstruction, q = nb.VQVAE(vq, mode)(x)
-        assert reconstruction.shape == x.shape
-    prior = config["q1"]["prior"]
-    logits = nb.PixelCNNPrior(vq["codebook_size"], prior["channels"], prior["blocks"], prior["input_kernel"])(
-        q["codes"], torch.tensor([0, 9]))
-    assert logits.shape == (2, vq["codebook_size"], vq["grid"], vq["grid"])
-    sde = nb.VESDE(**config["q2"]["sde"])
-    score_net = nb.ScoreUNet(sde.marginal_std, **config["q2"]["net"])
-    assert score_net(x, torch.rand(2)).shape == score_net(x, torch.rand(2), torch.tensor([0, 9])).shape == x.shape
-    assert 0 <= config["q2"]["train"]["label_dropout"] < 1 and config["q2"]["guidance"] >= 0
-    assert nb.SmallClassifier(config["classifier"]["width"])(x).shape == (2, 10)
-    assert config["q2"]["train"]["weighting"] in ("std2", "likelihood")
+
+def configuration_cell_source():
+    """The imports, the configuration cell and the cell after it, which resolves the profile."""
+    cells = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
+    imports = next(source for source in cells if "import torch\n" in source)
+    config = next(i for i, source in enumerate(cells) if source.startswith("PROFILE = "))
+    return "\n".join([imports, cells[config], cells[config + 1]])
+
+
+@pytest.mark.parametrize("cuda, env, expected", [(True, None, "gpu"), (False, None, "cpu"), (True, "cpu", "cpu"),
+                                                 (False, "smoke", "smoke")])
+def test_profile_choice(monkeypatch, cuda, env, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    if env is None:
+        monkeypatch.delenv("ASGN3_PROFILE", raising=False)
+    else:
+        monkeypatch.setenv("ASGN3_PROFILE", env)
+    namespace = {}
+    exec(configuration_cell_source(), namespace)                      # torch.device("cuda") needs no GPU to exist
+    assert namespace["PROFILE"] == expected and namespace["DEVICE"].type == ("cuda" if cuda else "cpu")
 
 
 def test_unknown_profile_is_refused_clearly(monkeypatch):
-    """The configuration cell itself, run with a misspelt profile, names the valid ones."""
-    cells = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
-    imports = next(source for source in cells if "import torch\n" in source)
-    config = next(source for source in cells if "PROFILE = os.environ.get" in source)
-    monkeypatch.setenv("ASGN3_PROFILE", "gpu")
-    with pytest.raises(ValueError, match=r"'gpu' is not a profile; choose one of \['cpu', 'full', 'smoke'\]"):
-        exec(imports + "\n" + config, {})
+    monkeypatch.setenv("ASGN3_PROFILE", "tpu")
+    expected = r"profile 'tpu' does not exist; choose one of \['auto', 'smoke', 'cpu', 'gpu'\]"
+    with pytest.raises(ValueError, match=expected):
+        exec(configuration_cell_source(), {})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_every_profile_trains_and_samples_at_full_size(nb, profile):
+    """Each profile's networks, built at their configured sizes, run one training step and a 2-step sampler on a
+    tiny batch (catches a typo or a shape error in a profile that only a GPU would otherwise run)."""
+    config = nb.merged(nb.BASE, nb.OVERRIDES[profile])
+    torch.manual_seed(0)
+    x, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 5, 9])
+    q1 = config["q1"]
+    for mode in nb.QUANTIZER_MODES:
+        nb.VQVAE({**q1["vqvae"], "hidden": q1["ablation"]["hidden"]}, mode)(x)
+    vqvae = nb.VQVAE(q1["vqvae"], "ema_restart")
+    total, _ = vqvae.loss(x)
+    nb.Optimizer(vqvae.parameters(), 1e-3, 10).step(total)
+    codes, K = vqvae.encode(x), q1["vqvae"]["codebook_size"]
+    prior = nb.TransformerPrior(K, *(q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio")))
+    nb.Optimizer(prior.parameters(), 1e-3, 10).step(torch.nn.functional.cross_entropy(prior(codes, labels), codes))
+    grids = nb.sample_codes(prior.eval(), labels[:2], temperature=0.9, w=1.0)
+    assert vqvae.decode(grids).shape == (2, 1, 28, 28)
+    q2 = config["q2"]
+    sde = nb.VESDE(**q2["sde"])
+    net = nb.ScoreUNet(sde.marginal_std, **q2["net"])
+    nb.Optimizer(net.parameters(), 1e-3, 10, clip=1.0).step(nb.dsm_loss(net, x, sde, q2["train"]["small_noise_share"]))
+    images, _ = nb.euler_maruyama(nb.score_function(net.eval()), sde, (2, 1, 28, 28), 2)
+    conditional = nb.ScoreUNet(sde.marginal_std, **q2["net"], n_classes=10).eval()
+    guided = nb.predictor_corrector(nb.score_function(conditional, labels[:2], 1.0), sde, (2, 1, 28, 28), 2,
+                                    q2["sampler_grid"]["snr"])
+    assert images.shape == guided.shape == (2, 1, 28, 28)
+    assert nb.SmallClassifier(config["classifier"]["width"])(x).shape == (4, 10)

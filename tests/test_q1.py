@@ -1,9 +1,8 @@
-"""Question 1 building blocks, loaded from the notebook: quantiser, PixelCNN causality, sampling."""
+"""Question 1 building blocks, loaded from the notebook: quantiser, the transformer prior's causality, sampling."""
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 
 def test_nearest_code_is_the_closest_codebook_vector(nb):
@@ -83,105 +82,125 @@ def test_perplexity_counts_effective_codes(nb):
     assert vq(torch.zeros(1, 1, 4, 4))["perplexity"].item() == pytest.approx(1.0, rel=1e-4)
 
 
-@pytest.mark.parametrize("grid", [7, 14])
-def test_vqvae_shapes_and_code_roundtrip(nb, grid):
-    config = {"grid": grid, "hidden": 16, "res_blocks": 1, "codebook_size": 32, "code_dim": 8, "beta": 0.25,
-              "ema_decay": 0.99, "restart_below": 0.05}
+@pytest.mark.parametrize("blocks_14", [0, 1])
+def test_vqvae_shapes_and_code_roundtrip(nb, blocks_14):
+    config = {"hidden": 16, "res_blocks": 1, "decoder_blocks_14": blocks_14, "codebook_size": 32, "code_dim": 8,
+              "beta": 0.25, "ema_decay": 0.99, "restart_below": 0.05}
     model = nb.VQVAE(config, "ema_restart").eval()
     x = torch.rand(2, 1, 28, 28)
     reconstruction, q = model(x)
-    assert reconstruction.shape == x.shape and q["codes"].shape == (2, grid, grid)
+    assert reconstruction.shape == x.shape and q["codes"].shape == (2, 7, 7)
     codes = model.encode(x)
     assert codes.min() >= 0 and codes.max() < 32
     decoded = model.decode(codes)
     assert torch.allclose(decoded, reconstruction.clamp(0, 1), atol=1e-5)
 
 
-def gradient_dependency(prior, grid, K, labels, i, j):
-    """Which positions of the input one-hot codes the logits at (i, j) depend on: bool [grid, grid]."""
-    codes = torch.randint(K, (len(labels), grid, grid))
-    one_hot = F.one_hot(codes, K).float().requires_grad_(True)
-    embedded = one_hot @ prior.embed.weight                                     # same as embed(codes)
-    h = prior.input(embedded.permute(0, 3, 1, 2))
-    for block in prior.blocks:
-        h = block(h, labels)
-    logits = prior.head(h)
-    logits[:, :, i, j].sum().backward()
-    return one_hot.grad.abs().sum((0, 3)) > 0
-
-
-@pytest.mark.parametrize("position", [(0, 0), (3, 3), (6, 0), (2, 6), (6, 6)])
-def test_pixelcnn_logits_depend_only_on_earlier_positions(nb, position):
+def tiny_prior(nb, K=6):
     torch.manual_seed(0)
-    grid, K = 7, 6
-    prior = nb.PixelCNNPrior(K, channels=8, blocks=3)
-    labels = torch.tensor([3, 7])
-    depends = gradient_dependency(prior, grid, K, labels, *position)
-    i, j = position
-    raster = torch.arange(grid * grid).view(grid, grid)
-    later_or_same = raster >= i * grid + j
-    assert not depends[later_or_same].any(), "the logits see their own position or a later one"
-    if (i, j) != (0, 0):
-        assert depends.any()
+    return nb.TransformerPrior(K, width=16, layers=2, heads=2, mlp_ratio=2).eval()
 
 
-def test_pixelcnn_conditioning_changes_the_logits(nb):
-    torch.manual_seed(0)
-    prior = nb.PixelCNNPrior(6, channels=8, blocks=2)
+@pytest.mark.parametrize("changed", [0, 10, 24, 47, 48])
+def test_prior_logits_depend_only_on_earlier_codes(nb, changed):
+    """Changing the code at one position may change the logits of later positions only (and does change some)."""
+    prior, K = tiny_prior(nb), 6
+    codes, labels = torch.randint(K, (2, 7, 7)), torch.tensor([3, prior.null_label])
+    other = codes.clone().view(2, -1)
+    other[:, changed] = (other[:, changed] + 1) % K
+    before, after = (prior(c.view(2, 7, 7), labels).flatten(2) for c in (codes, other))   # [2, K, 49]
+    assert torch.allclose(before[:, :, :changed + 1], after[:, :, :changed + 1], atol=1e-6)
+    if changed < 48:
+        assert not torch.allclose(before[:, :, changed + 1:], after[:, :, changed + 1:])
+
+
+def test_prior_conditioning_changes_every_position(nb):
+    prior = tiny_prior(nb)
     codes = torch.randint(6, (1, 7, 7))
-    assert not torch.allclose(prior(codes, torch.tensor([0])), prior(codes, torch.tensor([5])))
+    first, second = prior(codes, torch.tensor([0])), prior(codes, torch.tensor([5]))
+    assert not torch.isclose(first, second).all(dim=1).any(), "the class must reach every position"
 
 
-def test_masks_a_and_b(nb):
-    a = nb.MaskedConv2d("A", 1, 1, 3).mask[0, 0]
-    b = nb.MaskedConv2d("B", 1, 1, 3).mask[0, 0]
-    assert a.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
-    assert b.tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
-    with pytest.raises(ValueError):
-        nb.MaskedConv2d("C", 1, 1, 3)
-
-
-def test_sampled_codes_have_right_shape_and_range(nb):
-    torch.manual_seed(0)
-    prior = nb.PixelCNNPrior(6, channels=8, blocks=2).eval()
-    codes = nb.sample_codes(prior, torch.arange(4), grid=5, generator=torch.Generator().manual_seed(0))
-    assert codes.shape == (4, 5, 5) and codes.dtype == torch.long
-    assert codes.min() >= 0 and codes.max() < 6
+def test_incremental_decoding_gives_the_full_forward_logits(nb):
+    """next_logits with caches, fed the codes one by one, equals one causal forward pass over the grid."""
+    prior = tiny_prior(nb)
+    codes, labels = torch.randint(6, (3, 7, 7)), torch.tensor([1, 4, prior.null_label])
+    full = prior(codes, labels).flatten(2)                                          # [3, K, 49]
+    caches, token = [{} for _ in prior.blocks], prior.class_embed(labels)
+    with torch.no_grad():
+        for position in range(49):
+            assert torch.allclose(prior.next_logits(token, position, caches), full[:, :, position], atol=1e-5)
+            token = prior.code_embed(codes.view(3, -1)[:, position])
 
 
 def test_prior_on_the_first_rows_gives_the_whole_grids_logits_there(nb):
-    """sample_codes runs the prior on rows 0..i only; that must not change the logits of those rows."""
-    torch.manual_seed(0)
-    prior = nb.PixelCNNPrior(6, channels=8, blocks=3).eval()
+    prior = tiny_prior(nb)
     codes, labels = torch.randint(6, (2, 7, 7)), torch.tensor([1, 7])
     whole = prior(codes, labels)
     for rows in range(1, 7):
-        assert torch.allclose(prior(codes[:, :rows], labels), whole[:, :, :rows], atol=1e-6)
+        assert torch.allclose(prior(codes[:, :rows], labels), whole[:, :, :rows], atol=1e-5)
+
+
+def stub_logits(prior, logits_of):
+    """Replace the prior's next_logits by logits_of(batch size, position) -> [B, K] (the network is bypassed)."""
+    prior.next_logits = lambda token, position, caches: logits_of(len(token), position)
+    return prior
+
+
+def test_sampled_codes_have_right_shape_and_range(nb):
+    codes = nb.sample_codes(tiny_prior(nb), torch.arange(4), generator=torch.Generator().manual_seed(0))
+    assert codes.shape == (4, 7, 7) and codes.dtype == torch.long
+    assert codes.min() >= 0 and codes.max() < 6
 
 
 def test_prior_with_all_mass_on_one_code_samples_it_everywhere(nb):
-    K, chosen = 6, 4
-
-    def point_mass(codes, labels):
-        logits = torch.full((len(codes), K, *codes.shape[1:]), -1e9)
-        logits[:, chosen] = 0.0
+    def point_mass(batch, position):
+        logits = torch.full((batch, 6), -1e9)
+        logits[:, 4] = 0.0
         return logits
 
-    codes = nb.sample_codes(point_mass, torch.arange(3), grid=7)
-    assert (codes == chosen).all()
+    codes = nb.sample_codes(stub_logits(tiny_prior(nb), point_mass), torch.arange(3))
+    assert (codes == 4).all()
 
 
-def test_sampling_follows_the_conditionals(nb):
-    """A prior that copies the previous code in raster order (2 before the first): every code must be 2."""
-    K = 3
+def test_sampling_visits_positions_in_raster_order(nb):
+    """Logits that put all mass on code (position mod 6) must give the grid 0, 1, ..., 5, 0, ... in raster order."""
+    def by_position(batch, position):
+        logits = torch.full((batch, 6), -1e9)
+        logits[:, position % 6] = 0.0
+        return logits
 
-    def copy_previous(codes, labels):
-        flat = codes.flatten(1)                                      # [B, g*g]
-        previous = torch.cat([torch.full_like(flat[:, :1], 2), flat[:, :-1]], 1)
-        return (F.one_hot(previous, K).float() * 1e9 - 1e9).permute(0, 2, 1).view(len(codes), K, *codes.shape[1:])
+    codes = nb.sample_codes(stub_logits(tiny_prior(nb), by_position), torch.arange(2))
+    assert torch.equal(codes[0].flatten(), torch.arange(49) % 6)
 
-    codes = nb.sample_codes(copy_previous, torch.arange(2), grid=4)
-    assert (codes == 2).all()
+
+def test_guidance_moves_the_samples_away_from_the_unconditional_favourite(nb):
+    """Conditional logits prefer code 1 a little, unconditional ones a lot: w = 0 mostly draws 1, while guidance
+    (cond + w (cond - uncond)) must avoid it. A guided batch is [conditional half; unconditional half]."""
+    def two_priors(batch, position, guided):
+        logits = torch.zeros(batch, 3)
+        logits[:, 1] = 2.0
+        if guided:
+            logits[batch // 2:, 1] = 4.0
+        return logits
+
+    labels = torch.zeros(200, dtype=torch.long)
+    plain = nb.sample_codes(stub_logits(tiny_prior(nb), lambda b, p: two_priors(b, p, False)), labels,
+                            torch.Generator().manual_seed(0))
+    guided = nb.sample_codes(stub_logits(tiny_prior(nb), lambda b, p: two_priors(b, p, True)), labels,
+                             torch.Generator().manual_seed(0), w=5.0)
+    assert (plain == 1).float().mean() > 0.6 and (guided == 1).float().mean() < 0.01
+
+
+def test_temperature_sharpens_the_conditionals(nb):
+    def fixed(batch, position):
+        return torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(batch, 4)
+
+    labels = torch.zeros(400, dtype=torch.long)
+    share = {t: (nb.sample_codes(stub_logits(tiny_prior(nb), fixed), labels, torch.Generator().manual_seed(0), t)
+                 == 0).float().mean() for t in (1.0, 0.3)}
+    expected = math.e / (math.e + 3)                                   # softmax of the logits at T = 1
+    assert share[1.0].item() == pytest.approx(expected, abs=0.02) and share[0.3] > 0.9
 
 
 def test_prior_nll_of_uniform_logits_is_log_k(nb):

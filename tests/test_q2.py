@@ -56,18 +56,18 @@ def test_dsm_target_is_the_conditional_score(nb, sde):
     """Data at one point x0: p_t = N(x0, s(t)^2 I), whose score -(x - x0)/s^2 is the DSM target: loss 0."""
     x0 = torch.tensor([[1.0, -2.0]]).repeat(256, 1)
     exact = lambda x, t: -(x - x0) / nb.per_sample(sde.marginal_std(t), x) ** 2  # noqa: E731
-    for weighting in ("std2", "likelihood"):
-        assert nb.dsm_loss(exact, x0, sde, weighting).item() == pytest.approx(0.0, abs=1e-6)
+    for share in (0.0, 0.5, 1.0):
+        assert nb.dsm_loss(exact, x0, sde, share).item() == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("weighting", ["std2", "likelihood"])
-def test_dsm_loss_is_lowest_at_the_exact_score(nb, sde, weighting):
+@pytest.mark.parametrize("share", [0.0, 0.3])
+def test_dsm_loss_is_lowest_at_the_exact_score(nb, sde, share):
     x0 = MEANS[torch.multinomial(WEIGHTS, 20000, replacement=True, generator=torch.Generator().manual_seed(1))]
     x0 = x0 + STD * torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
     exact = mixture_score(sde)
 
     def loss(score_fn):                                   # common random numbers for a fair comparison
-        return nb.dsm_loss(score_fn, x0, sde, weighting, generator=torch.Generator().manual_seed(3)).item()
+        return nb.dsm_loss(score_fn, x0, sde, share, generator=torch.Generator().manual_seed(3)).item()
 
     best = loss(exact)
     assert best < loss(lambda x, t: 1.2 * exact(x, t))
@@ -75,15 +75,31 @@ def test_dsm_loss_is_lowest_at_the_exact_score(nb, sde, weighting):
     assert best < loss(lambda x, t: exact(x, t) + 0.3)
 
 
-def test_likelihood_importance_sampling_matches_the_weighted_integral(nb, sde):
-    """E[weight * h(t)] with t ~ p(t) equals the integral of g(t)^2 / s(t)^2 * h(t); for h = s^2 it is closed form."""
-    t, weight = nb.sample_times(400000, sde, "likelihood", generator=torch.Generator().manual_seed(0))
-    assert t.min() >= sde.t_min * 0.999 and t.max() <= 1.0
-    estimate = (weight * sde.marginal_std(t) ** 2).mean().item()
-    exact = (sde.sigma ** 2 - sde.sigma ** (2 * sde.t_min)) / (2 * math.log(sde.sigma))     # integral of g^2
-    assert estimate == pytest.approx(exact, rel=0.01)
-    with pytest.raises(ValueError):
-        nb.sample_times(4, sde, "uniform")
+def test_noise_times_mix_uniform_t_and_log_uniform_noise_levels(nb, sde):
+    """share 0: t uniform on [t_min, 1]; share 1: log s(t) uniform between s(t_min) and s(1); between: the mixture."""
+    generator = torch.Generator().manual_seed(0)
+    uniform = nb.sample_times(200000, sde, 0.0, generator)
+    assert uniform.min() >= sde.t_min and uniform.max() <= 1.0
+    assert uniform.mean().item() == pytest.approx(0.5, abs=0.005)
+    log_std = sde.marginal_std(nb.sample_times(200000, sde, 1.0, generator)).log()
+    low, high = (math.log(sde.marginal_std(torch.tensor(t)).item()) for t in (sde.t_min, 1.0))
+    assert log_std.min() >= low - 1e-3 and log_std.max() <= high + 1e-3
+    assert log_std.mean().item() == pytest.approx((low + high) / 2, abs=0.02)
+    small = sde.marginal_std(nb.sample_times(200000, sde, 0.25, generator)) < 0.05
+    expected = 0.75 * sde.time_of_std(torch.tensor(0.05)).item() + 0.25 * (math.log(0.05) - low) / (high - low)
+    assert small.float().mean().item() == pytest.approx(expected, abs=0.005)
+
+
+def test_time_of_std_inverts_marginal_std(nb, sde):
+    t = torch.linspace(sde.t_min, 1.0, 50)
+    assert torch.allclose(sde.time_of_std(sde.marginal_std(t)), t, rtol=1e-4, atol=1e-7)
+
+
+def test_dequantize_stays_within_the_pixel_bin(nb):
+    images = torch.randint(0, 256, (64, 1, 28, 28)).float() / 255
+    x = nb.dequantize(images)
+    k = (images * 255).round()
+    assert (x >= k / 256).all() and (x <= (k + 1) / 256).all()             # up to float rounding
 
 
 def test_ode_likelihood_of_a_gaussian_matches_its_density(nb, sde):
@@ -123,29 +139,65 @@ def test_score_network_shape_time_conditioning_and_scaling(nb, sde):
     assert torch.allclose(undone[0], undone[1], atol=1e-5)
 
 
-def test_score_network_label_conditioning(nb, sde):
+def test_unconditional_network_takes_no_labels(nb, sde):
+    net = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16)
+    assert not any("label" in name for name, _ in net.named_parameters())
+    with pytest.raises(ValueError, match="unconditional"):
+        net(torch.randn(2, 1, 28, 28), torch.full((2,), 0.5), torch.tensor([3, 3]))
+
+
+@pytest.mark.parametrize("space_to_depth", [True, False])
+def test_score_network_shapes_at_both_layouts(nb, sde, space_to_depth):
+    net = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, space_to_depth=space_to_depth)
+    x = torch.randn(3, 1, 28, 28)
+    assert net(x, torch.rand(3)).shape == x.shape
+
+
+def test_conditional_network_starts_as_the_unconditional_one(nb, sde):
+    """The label embedding starts at zero: loaded with unconditional weights, every label gives the same score,
+    which must then change with the label once the embedding is trained (here: set at random)."""
     torch.manual_seed(0)
-    net = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, n_classes=10)
+    unconditional = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16).eval()
+    conditional = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, n_classes=10).eval()
+    missing, unexpected = conditional.load_state_dict(unconditional.state_dict(), strict=False)
+    assert missing == ["label_embed.weight"] and not unexpected
     x, t = torch.randn(2, 1, 28, 28), torch.full((2,), 0.5)
-    no_label = net(x, t)
-    assert torch.equal(no_label, net(x, t, torch.full((2,), net.null_label))), "y=None must be the 'no label' token"
-    assert not torch.allclose(net(x, t, torch.tensor([3, 3])), net(x, t, torch.tensor([5, 5]))), \
-        "the label must change the network's output"
+    reference = unconditional(x, t)
+    for labels in (torch.tensor([3, 5]), torch.full((2,), conditional.null_label)):
+        assert torch.allclose(conditional(x, t, labels), reference, atol=1e-6)
+    torch.nn.init.normal_(conditional.label_embed.weight)
+    assert not torch.allclose(conditional(x, t, torch.tensor([3, 3])), conditional(x, t, torch.tensor([5, 5])))
     with pytest.raises(IndexError):
-        net(x, t, torch.tensor([11, 0]))                      # beyond the ten digits and the null token
+        conditional(x, t, torch.tensor([11, 0]))                  # beyond the ten digits and the null token
+
+
+def test_main_model_training_never_sees_labels(nb, sde):
+    """train_score_model without labels trains a network that has no label input at all, while a conditional stage
+    does read its labels (invalid ones fail): the main model's training cannot depend on a label."""
+    images = torch.rand(32, 1, 28, 28)
+    config = {"epochs": 1, "batch": 16, "lr": 1e-3, "ema_decay": 0.9, "small_noise_share": 0.1, "dequantize": True}
+    net_config = {"channels": [8, 16, 32], "embed_dim": 16, "res_blocks": 1, "space_to_depth": True}
+    torch.manual_seed(0)
+    net, run = nb.train_score_model("uncond_test", config, net_config, sde, images)
+    assert not any("label" in name for name, _ in net.named_parameters())
+    assert len(run["history"]["loss"]) == 2
+    torch.manual_seed(0)
+    with pytest.raises(IndexError):           # a conditional stage does read its labels: invalid ones fail
+        conditional = {**config, "label_dropout": 0.0, "label_lr_factor": 10}
+        nb.train_score_model("cond_test", conditional, net_config, sde, images, torch.full((32,), 99))
 
 
 def test_guided_score_is_the_classifier_free_combination(nb, sde):
     torch.manual_seed(0)
     net = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, n_classes=10).eval()
+    torch.nn.init.normal_(net.label_embed.weight)
     x, labels, t = torch.randn(3, 1, 28, 28), torch.tensor([1, 4, 7]), torch.tensor(0.3)
-    conditional, unconditional = net(x, t.expand(3), labels), net(x, t.expand(3))
+    conditional, unconditional = net(x, t.expand(3), labels), net(x, t.expand(3), torch.full((3,), 10))
     for w in (0.0, 1.0, 2.5):
-        guided = nb.guided_score(net, labels, w)(x, t)
+        guided = nb.score_function(net, labels, w)(x, t)
         assert torch.allclose(guided, (1 + w) * conditional - w * unconditional, atol=1e-4)
-    assert torch.allclose(nb.guided_score(net)(x, t), unconditional)
     with pytest.raises(ValueError, match="needs the labels"):
-        nb.guided_score(net, None, 1.0)
+        nb.score_function(net, None, 1.0)
 
 
 @pytest.mark.parametrize("sampler", ["em", "pc", "ode"])
@@ -165,15 +217,24 @@ def test_run_sampler_gives_every_batch_its_own_labels(nb, sde, sampler):
     assert torch.allclose(images.mean((1, 2, 3)), flat_means[labels], atol=0.02)
 
 
-def test_ema_tracks_the_weights(nb):
-    model = torch.nn.Linear(2, 1)
-    ema = nb.EMA(model, decay=0.5)
-    with torch.no_grad():
-        model.weight.add_(1.0)
-    start = ema.model.weight.clone()
-    ema.update(model)
-    assert torch.allclose(ema.model.weight, (start + model.weight) / 2)
-    assert not ema.model.weight.requires_grad
+def test_foreach_ema_equals_the_loop_with_warm_up(nb):
+    """EMA.update (one _foreach_lerp_) equals the per-tensor loop with decay min(d, (1 + n) / (10 + n))."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    ema = nb.EMA(model, decay=0.99)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for n in range(1, 60):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update(model)
+        decay = min(0.99, (1 + n) / (10 + n))
+        expected = [e.lerp(p.detach(), 1 - decay) for e, p in zip(expected, model.parameters())]
+    assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(ema.model.parameters(), expected))
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    restored = nb.EMA(model, decay=0.99)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == ema.updates == 59
 
 
 def test_vesde_closed_forms(nb, sde):

@@ -195,6 +195,8 @@ PAGE_HEIGHT_PX = 1030
 CONTENT_WIDTH_PX = 640
 CODE_LINE_PX, CODE_CHARS_PER_LINE = 16, 95
 TEXT_LINE_PX, TEXT_CHARS_PER_LINE = 20, 100
+OUTPUT_ONLY_TAG = "print-output-only"  # the notebook's rendered discussions
+SKIP_TAG = "print-skip"  # plumbing the notebook explains in prose (checkpoints, training loop, ...)
 BREAKABLE_TAG = "print-breakable"  # -> class celltag_print-breakable (see print.css)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -239,6 +241,10 @@ def estimated_height_px(cell) -> int:
             height += _png_height_px("".join(png) if isinstance(png, list) else png)
         elif any(k.startswith("image/") for k in data):
             height += 400
+        elif "text/markdown" in data:
+            text = data["text/markdown"]
+            text = "".join(text) if isinstance(text, list) else text
+            height += _wrapped_lines(text, TEXT_CHARS_PER_LINE) * TEXT_LINE_PX
         elif "text/html" in data or "text/plain" in data:
             text = (
                 data.get("text/plain", "")
@@ -253,8 +259,9 @@ def estimated_height_px(cell) -> int:
 def sub_notebook(nb, indices: list[int]):
     """The cells to print, as a new notebook (the source notebook is not modified).
 
-    Blank code cells without output are left out of the print. Cells taller than
-    ~40% of a page are tagged so that the print CSS lets them break across pages
+    Blank code cells without output, and cells tagged ``print-skip``, are left
+    out of the print. Cells taller than ~25% of a page are tagged so that the
+    print CSS lets them break across pages
     (short cells are kept whole; a tall one pushed to the next page would leave a
     large blank gap).
     """
@@ -268,14 +275,14 @@ def sub_notebook(nb, indices: list[int]):
             cell.get("cell_type") == "code"
             and not _source(cell).strip()
             and not cell.get("outputs")
-        ):
+        ) or SKIP_TAG in cell.get("metadata", {}).get("tags", []):
             continue
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             # Widgets cannot run on paper: print their text fallback (e.g. a tqdm bar).
             if WIDGET_MIME in data and len(data) > 1:
                 del data[WIDGET_MIME]
-        if estimated_height_px(cell) > 0.4 * PAGE_HEIGHT_PX:
+        if estimated_height_px(cell) > 0.25 * PAGE_HEIGHT_PX:
             tags = list(cell.setdefault("metadata", {}).get("tags", []))
             cell["metadata"]["tags"] = tags + [BREAKABLE_TAG]
         cells.append(cell)
@@ -316,10 +323,15 @@ def mathjax_url(explicit: str | None) -> str:
 
 def render_html(nb, title: str, mathjax: str) -> str:
     HTMLExporter = _require("nbconvert").HTMLExporter
+    TagRemovePreprocessor = _require("nbconvert.preprocessors").TagRemovePreprocessor
     exporter = HTMLExporter(
         template_name=TEMPLATE_NAME,
         extra_template_basedirs=[str(TEMPLATE_DIR)],
         mathjax_url=mathjax,
+    )
+    # cells that only build rendered text from the run's numbers print their output, not their code
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_input_tags={OUTPUT_ONLY_TAG}), enabled=True
     )
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body
