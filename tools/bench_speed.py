@@ -82,7 +82,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     def vqvae_step(variant):
         torch.manual_seed(0)
         model = nb.VQVAE(q1["vqvae"], "ema_restart").to(device)
-        if variant.get("channels_last"):
+        if variant.get("channels_last") or variant.get("compile"):
             model.encoder, model.decoder = (variant_model(m, variant) for m in (model.encoder, model.decoder))
         optimizer = nb.Optimizer(model.parameters(), 1e-3, 1000)
         images = inputs(variant, x)
@@ -173,16 +173,22 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     ]
 
 
-def timed(fn, device: torch.device) -> float:
+def timed(fn, device: torch.device, calls: int = 1) -> float:
+    """Seconds per call of fn, over `calls` consecutive calls."""
     synchronize(device)
     began = time.perf_counter()
-    fn()
+    for _ in range(calls):
+        fn()
     synchronize(device)
-    return time.perf_counter() - began
+    return (time.perf_counter() - began) / calls
 
 
-def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup: int) -> dict:
-    """Per stage and variant: per-second throughput (median over `rounds` interleaved rounds) and compile time."""
+def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup: int,
+        min_seconds: float = 0.3) -> dict:
+    """Per stage and variant: per-second throughput (median over `rounds` interleaved rounds) and compile time.
+
+    Each timing repeats the call until it lasts about `min_seconds`, and each round starts a stage's variants at
+    another offset, so that neither a short, noisy call nor a fixed position in the round favours a variant."""
     amp_of = {"baseline": None, "bf16_autocast": torch.bfloat16}
     built, compile_seconds = {}, {}
     for stage in stages:
@@ -190,16 +196,20 @@ def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup
             nb.AMP = amp_of.get(name, adopted_amp)
             step, items = stage.make(variant)
             first = timed(step, device)
-            for _ in range(warmup - 1):
-                timed(step, device)
-            built[stage.name, name] = (step, items, nb.AMP)
+            warm = [timed(step, device) for _ in range(warmup - 1)] or [first]
+            calls = max(1, round(min_seconds / max(min(warm), 1e-6)))
+            built[stage.name, name] = (step, items, nb.AMP, calls)
             if variant.get("compile"):
                 compile_seconds[stage.name, name] = first
     times = {key: [] for key in built}
-    for _ in range(rounds):
-        for key, (step, _, amp) in built.items():
-            nb.AMP = amp
-            times[key].append(timed(step, device))
+    for round_index in range(rounds):
+        for stage in stages:
+            names = list(stage.variants)
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                step, _, amp, calls = built[stage.name, name]
+                nb.AMP = amp
+                times[stage.name, name].append(timed(step, device, calls))
     result = {}
     for stage in stages:
         per_s = {name: built[stage.name, name][1] / statistics.median(times[stage.name, name])
