@@ -229,7 +229,7 @@ def test_every_profile_trains_and_samples_at_full_size(nb, profile):
     nb.Optimizer(vqvae.parameters(), 1e-3, 10).step(total)
     codes, K = vqvae.encode(x), q1["vqvae"]["codebook_size"]
     prior = nb.TransformerPrior(K, *(q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio")))
-    nb.Optimizer(prior.parameters(), 1e-3, 10).step(torch.nn.functional.cross_entropy(prior(codes, labels), codes))
+    nb.Optimizer(prior.parameters(), 1e-3, 10).step(nb.code_nll(prior, codes, labels))
     grids = nb.sample_codes(prior.eval(), labels[:2], temperature=0.9, w=1.0)
     assert vqvae.decode(grids).shape == (2, 1, 28, 28)
     q2 = config["q2"]

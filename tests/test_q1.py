@@ -207,8 +207,16 @@ def test_prior_nll_of_uniform_logits_is_log_k(nb):
     K = 8
 
     class Uniform(torch.nn.Module):
-        def forward(self, codes, labels):
-            return torch.zeros(len(codes), K, *codes.shape[1:])
+        def sequence_logits(self, codes, labels):
+            return torch.zeros(len(codes), codes[0].numel(), K)
 
     codes = torch.randint(K, (10, 7, 7))
     assert nb.prior_nll(Uniform(), codes, torch.zeros(10, dtype=torch.long)) == pytest.approx(math.log(K))
+
+
+def test_code_nll_is_the_cross_entropy_of_the_grid_logits(nb):
+    """The loss read from [B * 49, K] logits equals cross-entropy on the [B, K, 7, 7] logits of forward()."""
+    prior = tiny_prior(nb)
+    codes, labels = torch.randint(6, (3, 7, 7)), torch.tensor([2, 7, prior.null_label])
+    expected = torch.nn.functional.cross_entropy(prior(codes, labels), codes, reduction="sum")
+    assert torch.allclose(nb.code_nll(prior, codes, labels, "sum"), expected, rtol=1e-5)

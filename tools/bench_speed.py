@@ -6,7 +6,8 @@ calls (whose time, for `torch.compile`, is reported as the compile time). The me
 (or code grids) per second.
 
 * baseline: the code path and networks of the notebook before the speed work: fp32, one host sync per step
-  (`loss.item()`), a Python loop for the EMA, and the 28x28 score network [24, 48, 96].
+  (`loss.item()`), a Python loop for the EMA, the 28x28 score network [24, 48, 96], the prior's loss read
+  from [B, K, 7, 7] logits, and the VQ-VAE's nearest-code distances as three [M, K] operations.
 * adopted: the notebook's own functions and `cpu` configuration, with its mixed-precision choice for this
   machine (AMP), no per-step syncs and the `_foreach` EMA.
 * candidates that were measured but not adopted: channels-last, `torch.compile`, and bf16 autocast where this
@@ -33,6 +34,14 @@ from notebook_defs import load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_SCORE_NET = {"channels": [24, 48, 96], "embed_dim": 128, "res_blocks": 1, "space_to_depth": False}
+
+
+def expanded_distance_argmin(quantizer):
+    """The baseline nearest-code search: ||u||^2 - 2 u.e + ||e||^2 as three [M, K] operations, then argmin."""
+    def nearest_codes(flat):
+        codebook = quantizer.codebook
+        return (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)).argmin(1)
+    return nearest_codes
 
 
 def synchronize(device: torch.device) -> None:
@@ -84,6 +93,8 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
         model = nb.VQVAE(q1["vqvae"], "ema_restart").to(device)
         if variant.get("channels_last") or variant.get("compile"):
             model.encoder, model.decoder = (variant_model(m, variant) for m in (model.encoder, model.decoder))
+        if variant.get("expanded_distance"):
+            model.quantizer.nearest_codes = expanded_distance_argmin(model.quantizer)
         optimizer = nb.Optimizer(model.parameters(), 1e-3, 1000)
         images = inputs(variant, x)
 
@@ -103,8 +114,10 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
 
         def step():
             with nb.autocast():
-                logits = prior(codes, labels)
-            loss = F.cross_entropy(logits.float(), codes)
+                if variant.get("grid_loss"):      # the loss read from the [B, K, 7, 7] view of the logits
+                    loss = F.cross_entropy(prior(codes, labels).float(), codes)
+                else:
+                    loss = nb.code_nll(prior, codes, labels)
             optimizer.step(loss)
             if variant.get("sync_each_step"):
                 loss.item()
@@ -162,8 +175,10 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                                    "bf16_autocast": {"amp": "bf16"}}
     old_net = {"net": BASELINE_SCORE_NET}
     return [
-        Stage("vqvae_train_step", vqvae_step, {"baseline": baseline_sync, "adopted": {}, **candidates}),
-        Stage("prior_train_step", prior_step, {"baseline": baseline_sync, "adopted": {}, **candidates}),
+        Stage("vqvae_train_step", vqvae_step, {"baseline": {**baseline_sync, "expanded_distance": True},
+                                               "adopted": {}, **candidates}),
+        Stage("prior_train_step", prior_step, {"baseline": {**baseline_sync, "grid_loss": True}, "adopted": {},
+                                               **candidates}),
         Stage("score_train_step", score_step, {"baseline": {**baseline_sync, "loop_ema": True, **old_net},
                                                "adopted": {}, "adopted_settings_old_network": old_net,
                                                **candidates}),
@@ -225,9 +240,10 @@ def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup
 
 
 SETTINGS = {
-    "vqvae_train_step": "the notebook's VQ-VAE; adopted: logged values read back once per epoch instead of one "
-                        "host sync per step",
-    "prior_train_step": "the notebook's prior; adopted: no per-step host sync",
+    "vqvae_train_step": "the notebook's VQ-VAE; baseline: the nearest-code distances as three [M, K] operations "
+                        "and one host sync per step; adopted: one fused addmm, logged values read back once per epoch",
+    "prior_train_step": "the notebook's prior; baseline: cross-entropy on the [B, K, 7, 7] view of the logits, one "
+                        "host sync per step; adopted: on [B * 49, K] logits (code_nll), no per-step sync",
     "score_train_step": "baseline: the 28x28 U-Net [24, 48, 96], loop EMA, one sync per step; adopted: the "
                         "space-to-depth U-Net of the configuration (levels 14, 7, 4), _foreach EMA, no per-step sync",
     "sampler_step_unguided": "one score evaluation of a sampler batch; baseline: the 28x28 U-Net; adopted: the "

@@ -58,7 +58,7 @@ def per_image_costs(nb, config: dict) -> dict:
         "ablation_step": flops(lambda: ablation.loss(x)[0].backward()),
         "vqvae_step": flops(lambda: vqvae.loss(x)[0].backward()),
         "vqvae_forward": flops(lambda: vqvae(x)),
-        "prior_step": flops(lambda: F.cross_entropy(prior(codes, labels), codes).backward()),
+        "prior_step": flops(lambda: nb.code_nll(prior, codes, labels).backward()),
         "prior_forward": flops(lambda: prior(codes, labels)),
         "score_step": flops(lambda: nb.dsm_loss(score, x, sde).backward()),
         "score_forward": flops(lambda: score(x, t)),
