@@ -61,8 +61,8 @@ def test_estimate_counts_the_notebooks_steps():
                      "sampler_grid": {"n_images": 10, "nfe": [4], "snr_sweep": []}, "n_samples": 10,
                      "sample_batch": 10, "likelihood": {"n_images": 64, "steps": 5}}}
     stages = estimate_time.stages(config, {key: 1.0 for key in (
-        "ablation_step", "vqvae_step", "vqvae_forward", "prior_step", "prior_forward", "score_step", "score_forward",
-        "classifier_step", "classifier_forward")})
+        "ablation_step", "vqvae_step", "vqvae_forward", "vqvae_encode", "prior_step", "prior_forward", "score_step",
+        "score_forward", "classifier_step", "classifier_forward")})
     assert stages["q1 vqvae"] == (3 * 60000, 3 * math.ceil(60000 / 64))
     assert stages["q1 prior"] == (60000, 600)
     assert stages["q2 score network"] == (2 * 60000, 2 * math.ceil(60000 / 128))

@@ -58,6 +58,7 @@ def per_image_costs(nb, config: dict) -> dict:
         "ablation_step": flops(lambda: ablation.loss(x)[0].backward()),
         "vqvae_step": flops(lambda: vqvae.loss(x)[0].backward()),
         "vqvae_forward": flops(lambda: vqvae(x)),
+        "vqvae_encode": flops(lambda: vqvae.encode(x)),
         "prior_step": flops(lambda: nb.code_nll(prior, codes, labels).backward()),
         "prior_forward": flops(lambda: prior(codes, labels)),
         "score_step": flops(lambda: nb.dsm_loss(score, x, sde).backward()),
@@ -94,7 +95,8 @@ def stages(config: dict, cost: dict) -> dict:
         "q1 prior": training(prior["epochs"], n_train, prior["batch"], cost["prior_step"]),
         "q1 sampling": ((2 * n_q1 + grid_passes) * cost["prior_forward"], 49 * (len(pairs) + 2)),
         "q1 classifier": training(clf["epochs"], n_train, clf["batch"], cost["classifier_step"]),
-        "q1 evaluation": ((n_train + 3 * n_test) * cost["vqvae_forward"] + 2 * n_train * cost["classifier_forward"], 0),
+        "q1 evaluation": ((n_train + n_test) * cost["vqvae_encode"] + 2 * n_test * cost["vqvae_forward"]
+                          + 2 * n_train * cost["classifier_forward"], 0),
         "q2 score network": training(q2["train"]["epochs"], n_train, q2["train"]["batch"], cost["score_step"]),
         "q2 conditional network": training(q2["conditional"]["train"]["epochs"], n_train, q2["train"]["batch"],
                                            cost["score_step"]),
