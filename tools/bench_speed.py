@@ -11,7 +11,10 @@ calls (whose time, for `torch.compile`, is reported as the compile time). The me
 * adopted: the notebook's own functions and `cpu` configuration, with its mixed-precision choice for this
   machine (AMP), no per-step syncs and the `_foreach` EMA.
 * candidates that were measured but not adopted: channels-last, `torch.compile`, and bf16 autocast where this
-  machine has no native bf16.
+  machine has no native bf16; for the score step also the adopted settings on the former 28x28 network and on the
+  space-to-depth network without its full-resolution stem and head (what each part of the network costs).
+
+Training steps run at the VQ-VAE's training batch in Question 1's stages and at the score network's in Question 2's.
 
 Writes artifacts/bench_speed.json (artifacts/bench_speed_cuda.json on CUDA):
 {"device", "cpu", "amp", "rounds", "stages": {name: {"baseline_per_s", "adopted_per_s", "speedup", "settings",
@@ -75,6 +78,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     batch = 8 if smoke else config["q1"]["vqvae"]["batch"]
     x = torch.rand(batch, 1, 28, 28, device=device)
     labels = torch.arange(batch, device=device) % 10
+    score_x = torch.rand(8 if smoke else config["q2"]["train"]["batch"], 1, 28, 28, device=device)
     sde = nb.VESDE(**config["q2"]["sde"])
     q1, q2 = config["q1"], config["q2"]
     adopted_net = q2["net"]
@@ -129,7 +133,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
         ema = nb.EMA(net, 0.999)
         net = variant_model(net, variant)
         optimizer = nb.Optimizer(net.parameters(), 1e-3, 1000, clip=1.0)
-        images = inputs(variant, x)
+        images = inputs(variant, score_x)
 
         def step():
             loss = nb.dsm_loss(net, images, sde, q2["train"]["small_noise_share"])
@@ -140,7 +144,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                 ema.update(net)
             if variant.get("sync_each_step"):
                 loss.item()
-        return step, batch
+        return step, len(score_x)
 
     def sampler_step(guided: bool):
         def make(variant):
@@ -174,6 +178,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     candidates = {} if smoke else {"channels_last": {"channels_last": True}, "compile": {"compile": True},
                                    "bf16_autocast": {"amp": "bf16"}}
     old_net = {"net": BASELINE_SCORE_NET}
+    no_full_res = {"net": {**adopted_net, "full_res_channels": 0}}
     return [
         Stage("vqvae_train_step", vqvae_step, {"baseline": {**baseline_sync, "expanded_distance": True},
                                                "adopted": {}, **candidates}),
@@ -181,6 +186,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                                                **candidates}),
         Stage("score_train_step", score_step, {"baseline": {**baseline_sync, "loop_ema": True, **old_net},
                                                "adopted": {}, "adopted_settings_old_network": old_net,
+                                               "adopted_without_full_res_stem": no_full_res,
                                                **candidates}),
         Stage("sampler_step_unguided", sampler_step(False), {"baseline": old_net, "adopted": {}, **candidates}),
         Stage("sampler_step_guided", sampler_step(True), {"baseline": old_net, "adopted": {}, **candidates}),
