@@ -251,9 +251,10 @@ SETTINGS = {
     "prior_train_step": "the notebook's prior; baseline: cross-entropy on the [B, K, 7, 7] view of the logits, one "
                         "host sync per step; adopted: on [B * 49, K] logits (code_nll), no per-step sync",
     "score_train_step": "baseline: the 28x28 U-Net [24, 48, 96], loop EMA, one sync per step; adopted: the "
-                        "space-to-depth U-Net of the configuration (levels 14, 7, 4), _foreach EMA, no per-step sync",
+                        "U-Net of the configuration (a full-resolution stem and head around space-to-depth levels "
+                        "14, 7, 4), _foreach EMA, no per-step sync",
     "sampler_step_unguided": "one score evaluation of a sampler batch; baseline: the 28x28 U-Net; adopted: the "
-                             "space-to-depth U-Net",
+                             "U-Net of the configuration",
     "sampler_step_guided": "the same with classifier-free guidance (a doubled batch)",
     "classifier_feature_pass": "1000 images through the FID classifier; nothing adopted",
 }
