@@ -11,8 +11,7 @@ calls (whose time, for `torch.compile`, is reported as the compile time). The me
 * adopted: the notebook's own functions and `cpu` configuration, with its mixed-precision choice for this
   machine (AMP), no per-step syncs and the `_foreach` EMA.
 * candidates that were measured but not adopted: channels-last, `torch.compile`, and bf16 autocast where this
-  machine has no native bf16; for the score step also the adopted settings on the former 28x28 network and on the
-  space-to-depth network without its full-resolution stem and head (what each part of the network costs).
+  machine has no native bf16; for the score step also the adopted settings on the former 28x28 network.
 
 Training steps run at the VQ-VAE's training batch in Question 1's stages and at the score network's in Question 2's.
 
@@ -178,7 +177,6 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     candidates = {} if smoke else {"channels_last": {"channels_last": True}, "compile": {"compile": True},
                                    "bf16_autocast": {"amp": "bf16"}}
     old_net = {"net": BASELINE_SCORE_NET}
-    no_full_res = {"net": {**adopted_net, "full_res_channels": 0}}
     return [
         Stage("vqvae_train_step", vqvae_step, {"baseline": {**baseline_sync, "expanded_distance": True},
                                                "adopted": {}, **candidates}),
@@ -186,7 +184,6 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                                                **candidates}),
         Stage("score_train_step", score_step, {"baseline": {**baseline_sync, "loop_ema": True, **old_net},
                                                "adopted": {}, "adopted_settings_old_network": old_net,
-                                               "adopted_without_full_res_stem": no_full_res,
                                                **candidates}),
         Stage("sampler_step_unguided", sampler_step(False), {"baseline": old_net, "adopted": {}, **candidates}),
         Stage("sampler_step_guided", sampler_step(True), {"baseline": old_net, "adopted": {}, **candidates}),
@@ -251,10 +248,9 @@ SETTINGS = {
     "prior_train_step": "the notebook's prior; baseline: cross-entropy on the [B, K, 7, 7] view of the logits, one "
                         "host sync per step; adopted: on [B * 49, K] logits (code_nll), no per-step sync",
     "score_train_step": "baseline: the 28x28 U-Net [24, 48, 96], loop EMA, one sync per step; adopted: the "
-                        "U-Net of the configuration (a full-resolution stem and head around space-to-depth levels "
-                        "14, 7, 4), _foreach EMA, no per-step sync",
+                        "space-to-depth U-Net of the configuration (levels 14, 7, 4), _foreach EMA, no per-step sync",
     "sampler_step_unguided": "one score evaluation of a sampler batch; baseline: the 28x28 U-Net; adopted: the "
-                             "U-Net of the configuration",
+                             "space-to-depth U-Net",
     "sampler_step_guided": "the same with classifier-free guidance (a doubled batch)",
     "classifier_feature_pass": "1000 images through the FID classifier; nothing adopted",
 }
