@@ -214,6 +214,59 @@ def test_unknown_profile_is_refused_clearly(monkeypatch):
         exec(configuration_cell_source(), {})
 
 
+def fixed_batch_outputs(nb):
+    """{model: (output, loss)} of the cpu profile's VQ-VAE, prior and score network on one fixed batch, each built from
+    the same seed, the score loss with its own noise generator (so that two calls differ only by the precision)."""
+    config = nb.merged(nb.BASE, nb.OVERRIDES["cpu"])
+    torch.manual_seed(0)
+    x, labels = torch.rand(8, 1, 28, 28), torch.arange(8)
+    q1, q2 = config["q1"], config["q2"]
+    vqvae = nb.VQVAE(q1["vqvae"], "ema_restart").eval()               # eval: the EMA codebook stays as it is
+    reconstruction, _ = vqvae(x)
+    vq_loss, _ = vqvae.loss(x)
+    codes = vqvae.encode(x)
+    prior = nb.TransformerPrior(q1["vqvae"]["codebook_size"],
+                                *(q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio")))
+    with nb.autocast():                                                 # as train_prior calls it
+        prior_loss = nb.code_nll(prior, codes, labels)
+        logits = prior(codes, labels)
+    sde = nb.VESDE(**q2["sde"])
+    net = nb.ScoreUNet(sde.marginal_std, **q2["net"])
+    t = torch.linspace(0.1, 1.0, len(x))
+    with nb.autocast():
+        score = net(x, t)
+    score_loss = nb.dsm_loss(net, x, sde, q2["train"]["small_noise_share"], torch.Generator().manual_seed(1))
+    return {"vqvae": (reconstruction, vq_loss), "prior": (logits, prior_loss), "score": (score, score_loss)}
+
+
+def test_mixed_precision_switch_keeps_shapes_and_losses(nb, monkeypatch):
+    """The mixed-precision setting on the CPU: bf16 autocast (what "auto" picks on a CPU with AVX512-BF16) against
+    fp32 ("off"), on one fixed batch. Outputs keep their shapes, losses come back in fp32 and agree within bf16's
+    precision, and bf16 does change them (the switch is not silently ignored)."""
+    monkeypatch.setattr(nb, "AMP", None)
+    fp32 = fixed_batch_outputs(nb)
+    monkeypatch.setattr(nb, "AMP", torch.bfloat16)
+    bf16 = fixed_batch_outputs(nb)
+    for model, ((output32, loss32), (output16, loss16)) in {key: (fp32[key], bf16[key]) for key in fp32}.items():
+        assert output16.shape == output32.shape, model
+        assert loss16.dtype == loss32.dtype == torch.float32, model
+        assert loss16.item() != loss32.item(), f"{model}: autocast changed nothing"
+        assert loss16.item() == pytest.approx(loss32.item(), rel=0.01), model          # measured: at most 0.13%
+        assert (output16.float() - output32).norm() <= 0.05 * output32.norm(), model  # measured: at most 0.9%
+
+
+def test_mixed_precision_setting_picks_the_dtype(nb, monkeypatch):
+    """"off" is fp32 everywhere; "auto" on a GPU is bf16 from compute capability 8 (Ampere) on, fp16 before it;
+    anything else is refused with the choices."""
+    assert nb.autocast_dtype(torch.device("cpu"), "off") is None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert nb.autocast_dtype(torch.device("cuda"), "auto") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert nb.autocast_dtype(torch.device("cuda"), "auto") == torch.float16
+    with pytest.raises(ValueError, match='mixed_precision must be "auto" or "off", got \'bf16\''):
+        nb.autocast_dtype(torch.device("cpu"), "bf16")
+
+
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_every_profile_trains_and_samples_at_full_size(nb, profile):
     """Each profile's networks, built at their configured sizes, run one training step and a 2-step sampler on a

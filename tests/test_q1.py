@@ -15,11 +15,13 @@ def test_nearest_code_is_the_closest_codebook_vector(nb):
 
 
 def test_straight_through_passes_decoder_gradient_unchanged(nb):
+    torch.manual_seed(0)
     vq = nb.VectorQuantizer(8, 4, mode="plain")
     u = torch.randn(2, 4, 3, 3, requires_grad=True)
     upstream = torch.randn(2, 4, 3, 3)
     out = vq(u)
-    assert torch.allclose(out["z"], vq.codebook[out["codes"]].permute(0, 3, 1, 2))   # forward value is z
+    # forward value is the code vector, up to the rounding of u + (e - u) in fp32
+    assert torch.allclose(out["z"], vq.codebook[out["codes"]].permute(0, 3, 1, 2), atol=1e-6)
     (out["z"] * upstream).sum().backward()
     assert torch.equal(u.grad, upstream)
 

@@ -153,6 +153,16 @@ def test_score_network_shapes_at_both_layouts(nb, sde, space_to_depth):
     assert net(x, torch.rand(3)).shape == x.shape
 
 
+def test_score_network_residual_blocks_per_level(nb, sde):
+    """res_blocks gives each level its own count (the bench's former network has none at its first level); a count
+    list that does not match the levels is refused with both lists in the message."""
+    net = nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, res_blocks=(0, 1, 2))
+    assert [len(level) for level in net.res] == [0, 1, 2]
+    expected = r"res_blocks \[1, 1\] must give one count per level of channels \[8, 16, 32\]"
+    with pytest.raises(ValueError, match=expected):
+        nb.ScoreUNet(sde.marginal_std, channels=(8, 16, 32), res_blocks=(1, 1))
+
+
 def test_conditional_network_starts_as_the_unconditional_one(nb, sde):
     """The label embedding starts at zero: loaded with unconditional weights, every label gives the same score,
     which must then change with the label once the embedding is trained (here: set at random)."""
@@ -176,7 +186,7 @@ def test_main_model_training_never_sees_labels(nb, sde):
     does read its labels (invalid ones fail): the main model's training cannot depend on a label."""
     images = torch.rand(32, 1, 28, 28)
     config = {"epochs": 1, "batch": 16, "lr": 1e-3, "ema_decay": 0.9, "small_noise_share": 0.1, "dequantize": True}
-    net_config = {"channels": [8, 16, 32], "embed_dim": 16, "res_blocks": 1, "space_to_depth": True}
+    net_config = {"channels": [8, 16, 32], "embed_dim": 16, "res_blocks": [1, 1, 1], "space_to_depth": True}
     torch.manual_seed(0)
     net, run = nb.train_score_model("uncond_test", config, net_config, sde, images)
     assert not any("label" in name for name, _ in net.named_parameters())

@@ -13,7 +13,7 @@ calls (whose time, for `torch.compile`, is reported as the compile time). The me
 * candidates that were measured but not adopted: channels-last, `torch.compile`, and bf16 autocast where this
   machine has no native bf16; for the score step also the adopted settings on the former 28x28 network.
 
-Training steps run at the VQ-VAE's training batch in Question 1's stages and at the score network's in Question 2's.
+Each training step runs at the batch its stage trains with in the notebook (VQ-VAE, prior and score network alike).
 
 Writes artifacts/bench_speed.json (artifacts/bench_speed_cuda.json on CUDA):
 {"device", "cpu", "amp", "rounds", "stages": {name: {"baseline_per_s", "adopted_per_s", "speedup", "settings",
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from notebook_defs import load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINE_SCORE_NET = {"channels": [24, 48, 96], "embed_dim": 128, "res_blocks": 1, "space_to_depth": False}
+BASELINE_SCORE_NET = {"channels": [24, 48, 96], "embed_dim": 128, "res_blocks": [0, 1, 1], "space_to_depth": False}
 
 
 def expanded_distance_argmin(quantizer):
@@ -74,12 +74,17 @@ class Stage:
 
 def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     """The stages of the notebook, each with its variants: baseline, adopted and candidates."""
-    batch = 8 if smoke else config["q1"]["vqvae"]["batch"]
-    x = torch.rand(batch, 1, 28, 28, device=device)
-    labels = torch.arange(batch, device=device) % 10
-    score_x = torch.rand(8 if smoke else config["q2"]["train"]["batch"], 1, 28, 28, device=device)
-    sde = nb.VESDE(**config["q2"]["sde"])
     q1, q2 = config["q1"], config["q2"]
+
+    def training_batch(stage_config: dict) -> int:
+        """The batch a stage trains with in the notebook (8 in smoke mode)."""
+        return 8 if smoke else stage_config["batch"]
+
+    x = torch.rand(training_batch(q1["vqvae"]), 1, 28, 28, device=device)
+    codes = torch.randint(q1["vqvae"]["codebook_size"], (training_batch(q1["prior"]), 7, 7), device=device)
+    code_labels = torch.arange(len(codes), device=device) % 10
+    score_x = torch.rand(training_batch(q2["train"]), 1, 28, 28, device=device)
+    sde = nb.VESDE(**q2["sde"])
     adopted_net = q2["net"]
 
     def variant_model(module: torch.nn.Module, variant: dict) -> torch.nn.Module:
@@ -106,25 +111,24 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
             optimizer.step(total)
             if variant.get("sync_each_step"):
                 [value.item() for value in parts.values()]
-        return step, batch
+        return step, len(x)
 
     def prior_step(variant):
         torch.manual_seed(0)
         prior = variant_model(nb.TransformerPrior(q1["vqvae"]["codebook_size"], *(
             q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio"))), variant)
         optimizer = nb.Optimizer(prior.parameters(), 1e-3, 1000)
-        codes = torch.randint(q1["vqvae"]["codebook_size"], (batch, 7, 7), device=device)
 
         def step():
             with nb.autocast():
                 if variant.get("grid_loss"):      # the loss read from the [B, K, 7, 7] view of the logits
-                    loss = F.cross_entropy(prior(codes, labels).float(), codes)
+                    loss = F.cross_entropy(prior(codes, code_labels).float(), codes)
                 else:
-                    loss = nb.code_nll(prior, codes, labels)
+                    loss = nb.code_nll(prior, codes, code_labels)
             optimizer.step(loss)
             if variant.get("sync_each_step"):
                 loss.item()
-        return step, batch
+        return step, len(codes)
 
     def score_step(variant):
         torch.manual_seed(0)
