@@ -191,7 +191,9 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                                                **candidates}),
         Stage("sampler_step_unguided", sampler_step(False), {"baseline": old_net, "adopted": {}, **candidates}),
         Stage("sampler_step_guided", sampler_step(True), {"baseline": old_net, "adopted": {}, **candidates}),
-        Stage("classifier_feature_pass", classifier_pass, {"baseline": {}, "adopted": {}, **candidates}),
+        # the notebook computes the FID features in fp32 (no autocast in SmallClassifier), so bf16 is no candidate here
+        Stage("classifier_feature_pass", classifier_pass, {"baseline": {}, "adopted": {}, **{
+            name: variant for name, variant in candidates.items() if "amp" not in variant}}),
     ]
 
 
