@@ -225,8 +225,7 @@ def fixed_batch_outputs(nb):
     reconstruction, _ = vqvae(x)
     vq_loss, _ = vqvae.loss(x)
     codes = vqvae.encode(x)
-    prior = nb.TransformerPrior(q1["vqvae"]["codebook_size"],
-                                *(q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio")))
+    prior = nb.TransformerPrior.from_config(q1["vqvae"]["codebook_size"], q1["prior"])
     with nb.autocast():                                                 # as train_prior calls it
         prior_loss = nb.code_nll(prior, codes, labels)
         logits = prior(codes, labels)
@@ -281,7 +280,7 @@ def test_every_profile_trains_and_samples_at_full_size(nb, profile):
     total, _ = vqvae.loss(x)
     nb.Optimizer(vqvae.parameters(), 1e-3, 10).step(total)
     codes, K = vqvae.encode(x), q1["vqvae"]["codebook_size"]
-    prior = nb.TransformerPrior(K, *(q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio")))
+    prior = nb.TransformerPrior.from_config(K, q1["prior"])
     nb.Optimizer(prior.parameters(), 1e-3, 10).step(nb.code_nll(prior, codes, labels))
     grids = nb.sample_codes(prior.eval(), labels[:2], temperature=0.9, w=1.0)
     assert vqvae.decode(grids).shape == (2, 1, 28, 28)

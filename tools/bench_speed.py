@@ -115,8 +115,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
 
     def prior_step(variant):
         torch.manual_seed(0)
-        prior = variant_model(nb.TransformerPrior(q1["vqvae"]["codebook_size"], *(
-            q1["prior"][key] for key in ("width", "layers", "heads", "mlp_ratio"))), variant)
+        prior = variant_model(nb.TransformerPrior.from_config(q1["vqvae"]["codebook_size"], q1["prior"]), variant)
         optimizer = nb.Optimizer(prior.parameters(), 1e-3, 1000)
 
         def step():

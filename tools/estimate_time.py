@@ -47,9 +47,7 @@ def per_image_costs(nb, config: dict) -> dict:
     ablation = nb.VQVAE({**q1["vqvae"], "hidden": q1["ablation"]["hidden"]}, "ema_restart")
     vqvae = nb.VQVAE(q1["vqvae"], "ema_restart")
     codes = vqvae.encode(x)
-    prior_config = q1["prior"]
-    prior = nb.TransformerPrior(q1["vqvae"]["codebook_size"],
-                                *(prior_config[key] for key in ("width", "layers", "heads", "mlp_ratio")))
+    prior = nb.TransformerPrior.from_config(q1["vqvae"]["codebook_size"], q1["prior"])
     sde = nb.VESDE(**q2["sde"])
     score = nb.ScoreUNet(sde.marginal_std, **q2["net"], n_classes=10)
     classifier = nb.SmallClassifier(config["classifier"]["width"])
