@@ -1,4 +1,4 @@
-"""Shared fixtures: the notebook's own definitions, and one smoke-profile execution of the whole notebook."""
+"""Shared fixtures: the notebook's own definitions, and the smoke-profile executions of the whole notebook."""
 from __future__ import annotations
 
 import os
@@ -21,17 +21,21 @@ DATA = ROOT / "data"
 
 @pytest.fixture(scope="session")
 def nb(tmp_path_factory):
-    """The notebook's definitions as a module, on the CPU, checkpoints in a temporary folder."""
+    """The notebook's definitions as a module, on the CPU in fp32, with the smoke profile's configuration and
+    checkpoints in a temporary folder."""
     torch.set_num_threads(2)
-    return load_definitions(DEVICE=torch.device("cpu"), CHECKPOINTS=tmp_path_factory.mktemp("checkpoints"),
-                            ARTIFACTS=tmp_path_factory.mktemp("artifacts"), PROFILE="test", DATA_ROOT=str(DATA),
-                            AMP=None, PROGRESS=False)
+    module = load_definitions(DEVICE=torch.device("cpu"), CHECKPOINTS=tmp_path_factory.mktemp("checkpoints"),
+                              ARTIFACTS=tmp_path_factory.mktemp("artifacts"), PROFILE="test", DATA_ROOT=str(DATA),
+                              AMP=None, PROGRESS=False)
+    module.CFG = module.merged(module.BASE, module.OVERRIDES["smoke"])
+    return module
 
 
-def execute(notebook_path: Path) -> None:
-    """Execute the notebook at `notebook_path` in its own folder with the smoke profile, saving it in place."""
+def execute(notebook_path: Path, **environment) -> None:
+    """Execute the notebook at `notebook_path` in its own folder with the smoke profile, saving it in place;
+    `environment` adds variables (ASGN3_MIXED_PRECISION="fp16", ...)."""
     notebook = nbformat.read(notebook_path, as_version=4)
-    env = {"ASGN3_PROFILE": "smoke", "ASGN3_DATA_ROOT": str(DATA), "ASGN3_PROGRESS": "0"}
+    env = {"ASGN3_PROFILE": "smoke", "ASGN3_DATA_ROOT": str(DATA), "ASGN3_PROGRESS": "0", **environment}
     old = {key: os.environ.get(key) for key in [*env, "MPLBACKEND"]}
     os.environ.update(env)
     os.environ.pop("MPLBACKEND", None)          # the kernel's inline backend must draw the figures
@@ -52,8 +56,8 @@ def smoke_notebook(tmp_path_factory) -> Path:
     """A copy of the notebook executed top to bottom with the smoke profile, in a temporary folder.
 
     Its artifacts and checkpoints are written beside it (artifacts/, checkpoints/); data is read from the
-    repository's data/ folder, which `make data` prepares.
-    """
+    repository's data/ folder, which `make data` prepares. Every test that needs an executed notebook shares
+    this one execution."""
     if not (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.fail("data/ is not prepared: run `make data` (or tools/prepare_data.py) before the tests")
     copy = tmp_path_factory.mktemp("smoke") / NOTEBOOK.name
@@ -62,12 +66,23 @@ def smoke_notebook(tmp_path_factory) -> Path:
     return copy
 
 
+# The stages of Question 2, whose files the fp16 rerun removes so that it trains and samples again in fp16.
+QUESTION_2_STAGES = ("train_score_model", "sample_images", "test_set_bits_per_dim")
+
+
 @pytest.fixture(scope="session")
-def rerun_smoke_notebook(smoke_notebook) -> Path:
-    """The smoke notebook executed a second time in the same folder, as a second copy (it must load every stage);
-    the first execution's artifacts are kept in first_artifacts/."""
-    shutil.copytree(smoke_notebook.parent / "artifacts", smoke_notebook.parent / "first_artifacts")
-    copy = smoke_notebook.with_name("rerun.ipynb")
+def fp16_rerun_notebook(smoke_notebook) -> Path:
+    """The smoke notebook executed a second time in the same folder, with fp16 autocast and the loss scaler forced
+    on: Question 1 loads every stage written by the first execution in its own precision, and Question 2, whose
+    stage files are removed first, trains and samples again in fp16. The first execution's artifacts and log are
+    kept in first_artifacts/ and first_log.txt."""
+    folder = smoke_notebook.parent
+    shutil.copytree(folder / "artifacts", folder / "first_artifacts")
+    shutil.copy(folder / "checkpoints" / "log.txt", folder / "first_log.txt")
+    for path in (folder / "checkpoints").glob("*.pt"):
+        if path.name.rsplit("-", 1)[0] in QUESTION_2_STAGES:
+            path.unlink()
+    copy = smoke_notebook.with_name("fp16_rerun.ipynb")
     shutil.copy(NOTEBOOK, copy)
-    execute(copy)
+    execute(copy, ASGN3_MIXED_PRECISION="fp16")
     return copy

@@ -1,6 +1,7 @@
 """The notebook end to end (smoke profile), its configuration, and the conventions its text follows."""
 import json
 import re
+import warnings
 
 import nbformat
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 from notebook_defs import NOTEBOOK
 
-PROCESS_WORDS = ("issue", "floor", "bench", "target", "previous execution", "earlier version", "previous run",
+PROCESS_WORDS = ("issue", "floor", "bench", "quality target", "previous execution", "earlier version", "previous run",
                  "development", "bit for bit", "bit-for-bit", "we tried", "make bench", "sweep we", "earlier today")
 
 
@@ -93,9 +94,10 @@ def test_static_text_types_no_measured_number(name):
                 f"Markdown types {written}, the measured {path}: render it from the metrics instead"
 
 
-def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
-    notebook = nbformat.read(smoke_notebook, as_version=4)
-    cells = code_cells(notebook)
+def assert_clean_execution(path):
+    """Every code cell ran, in order, without an error; figures everywhere; no progress bar, warning or
+    engineering message (checkpoint files, stage names) in any output."""
+    cells = code_cells(nbformat.read(path, as_version=4))
     counts = [cell.execution_count for cell in cells]
     assert None not in counts and counts == sorted(counts)
     errors = [output for cell in cells for output in cell.outputs if output.output_type == "error"]
@@ -104,7 +106,12 @@ def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
     assert images >= 15, "every part should show its figure"
     streams = "".join(output.get("text", "") for cell in cells for output in cell.outputs
                       if output.output_type == "stream")
-    assert "it/s" not in streams and "Warning" not in streams, "no progress bars or warnings in the outputs"
+    for unwanted in ("it/s", "Warning", "warn", ".pt", "checkpoint", "loaded"):
+        assert unwanted not in streams, f"{unwanted!r} in the printed output: {streams[:300]}"
+
+
+def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
+    assert_clean_execution(smoke_notebook)
 
 
 def load_artifacts(smoke_notebook, name, samples):
@@ -121,6 +128,7 @@ def test_question1_artifacts(smoke_notebook):
     metrics, samples = load_artifacts(smoke_notebook, "q1", "q1_samples")
     assert_images(samples, 20)                                            # the smoke profile: 2 per class
     assert metrics["profile"] == "smoke" and metrics["device"] == "cpu"
+    assert metrics["mixed_precision"] in ("fp32", "bf16")
     assert 0 < metrics["recon_mse"] < 1 and metrics["psnr_db"] == pytest.approx(-10 * np.log10(metrics["recon_mse"]))
     assert 1 <= metrics["perplexity"] <= metrics["codes_used"] <= metrics["codebook_size"]
     assert set(metrics["ablation"]["variants"]) == {"plain", "ema", "ema_restart"}
@@ -130,8 +138,8 @@ def test_question1_artifacts(smoke_notebook):
         report = metrics["quality"][name]
         assert report["fid"] >= 0 and 0 < report["mean_confidence"] <= 1
         assert sum(report["class_histogram"]) == report["n"]
-    stages = {"vqvae", "prior", "classifier", "sampling_grid", "final_samples", "this_execution"}
-    assert stages <= set(metrics["seconds"])
+    assert set(metrics["seconds"]["stages"]) == {"train_vqvae", "train_prior", "prior_samples", "train_classifier"}
+    assert metrics["seconds"]["computed_in_this_execution"] and metrics["seconds"]["this_execution"] > 0
     pairs = [(row["temperature"], row["guidance"]) for row in metrics["sampling"]["grid"]]
     assert pairs == [(1.0, 0.0), (1.0, 1.0), (0.7, 0.0), (0.7, 1.0)]            # the smoke profile's grid
     assert (metrics["sampling"]["temperature"], metrics["sampling"]["guidance"]) in pairs
@@ -143,16 +151,17 @@ def test_question2_artifacts(smoke_notebook):
     _, guided = load_artifacts(smoke_notebook, "q2", "q2_guided_samples")
     assert_images(guided, 20)
     assert metrics["final_sampler"]["sampler"] in ("em", "pc")
-    assert {row["sampler"] for row in metrics["sampler_table"]} == {"em", "pc", "ode", "real training images"}
-    assert all(row["guidance"] is None for row in metrics["sampler_table"]), "the table is the unconditional model's"
+    assert {row["sampler"] for row in metrics["sampler_table"]} == {"em", "pc", "ode"}
+    assert [(row["sampler"], row["nfe"]) for row in metrics["sampler_table"]] == [
+        ("em", 4), ("em", 8), ("pc", 4), ("pc", 8), ("ode", 4), ("ode", 8), ("pc", 8)]   # the smoke grid
     assert [row["guidance"] for row in metrics["conditional"]["guidance_table"]] == [0.0, 1.0]
     assert metrics["conditional"]["guidance"] in (0.0, 1.0)
     assert np.isfinite(metrics["bits_per_dim"]) and metrics["bits_per_dim_standard_error"] >= 0
     assert metrics["likelihood"]["n_images"] == 4
     assert sum(metrics["samples_quality"]["class_histogram"]) == 20
     assert 0 <= metrics["conditional"]["samples_quality"]["accuracy_vs_intended_class"] <= 1
-    assert {"score_model", "conditional_model", "classifier", "sampler_table", "final_samples", "likelihood",
-            "guidance_sweep", "guided_samples", "this_execution"} <= set(metrics["seconds"])
+    assert set(metrics["seconds"]["stages"]) == {"train_score_model", "train_classifier", "sample_images",
+                                                 "test_set_bits_per_dim"}
 
 
 def test_discussions_show_this_runs_numbers(smoke_notebook):
@@ -169,34 +178,45 @@ def test_discussions_show_this_runs_numbers(smoke_notebook):
         assert not found, f"{found} in rendered text: {text[:120]}"
 
 
-def test_rerun_loads_every_stage_and_reproduces_the_metrics(smoke_notebook, rerun_smoke_notebook):
-    """The second execution in the same folder computes nothing anew: same metrics, every stage loaded."""
-    for name in ("q1", "q2"):
-        first, second = (json.loads((rerun_smoke_notebook.parent / folder / f"{name}_metrics.json").read_text())
-                         for folder in ("first_artifacts", "artifacts"))
-        assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in second.items() if k != "seconds"}
-    names = sorted(path.name.rsplit("-", 1)[0] for path in (rerun_smoke_notebook.parent / "checkpoints").glob("*.pt"))
-    assert names == sorted([
-        "q1_ablation_plain", "q1_ablation_ema", "q1_ablation_ema_restart", "q1_vqvae", "q1_prior", "q1_plain_samples",
-        "fashion_classifier", "q1_sampling_grid", "q1_samples", "q2_score", "mnist_classifier", "q2_sampler_table",
-        "q2_samples", "q2_likelihood", "q2_conditional", "q2_guidance_sweep", "q2_guided_samples"])
-    streams = "".join(output.get("text", "") for cell in code_cells(nbformat.read(rerun_smoke_notebook, as_version=4))
-                      for output in cell.outputs if output.output_type == "stream")
-    assert streams.count("loaded") >= 8, "every training stage should be loaded from its checkpoint"
+def test_fp16_rerun_loads_every_stage_of_another_precision_and_trains_in_fp16(fp16_rerun_notebook):
+    """The second execution, in fp16 with loss scaling: Question 1 loads every stage the first execution computed
+    (in its own precision) and reproduces its metrics; Question 2, whose files were removed, trains and samples
+    again in fp16 without a skipped first step, a warning or an error."""
+    folder = fp16_rerun_notebook.parent
+    assert_clean_execution(fp16_rerun_notebook)
+    first, second = (json.loads((folder / sub / "q1_metrics.json").read_text()) for sub in ("first_artifacts",
+                                                                                              "artifacts"))
+    assert second["mixed_precision"] == "fp16" and first["mixed_precision"] != "fp16"
+    # what the stages computed is loaded; what is evaluated afresh (decoding, scoring) now runs in fp16
+    assert second["sampling"]["grid"] == first["sampling"]["grid"] and second["prior"] == pytest.approx(first["prior"],
+                                                                                                        rel=0.02)
+    assert second["recon_mse"] == pytest.approx(first["recon_mse"], rel=0.05)
+    log = (folder / "checkpoints" / "log.txt").read_text().splitlines()
+    computed_first = {line.split()[3] for line in (folder / "first_log.txt").read_text().splitlines()
+                      if line.split()[2] == "computed"}
+    rerun = log[len((folder / "first_log.txt").read_text().splitlines()):]
+    loaded = {line.split()[3] for line in rerun if line.split()[2] == "loaded"}
+    computed = {line.split()[3] for line in rerun if line.split()[2] == "computed"}
+    q2_stages = ("train_score_model", "sample_images", "test_set_bits_per_dim")
+    assert {name for name in computed_first if not name.startswith(q2_stages)} <= loaded
+    assert computed and all(name.startswith(q2_stages) for name in computed)
+    q2 = json.loads((folder / "artifacts" / "q2_metrics.json").read_text())
+    assert q2["mixed_precision"] == "fp16" and not any(line.split()[2] == "resumed" for line in rerun)
 
 
 def configuration_cell_source():
-    """The imports, the configuration cell and the cell after it, which resolves the profile."""
+    """The imports, the configuration cell and the two cells after it, which define and resolve the profile."""
     cells = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
     imports = next(source for source in cells if "import torch\n" in source)
     config = next(i for i, source in enumerate(cells) if source.startswith("PROFILE = "))
-    return "\n".join([imports, cells[config], cells[config + 1]])
+    return "\n".join([imports, cells[config], cells[config + 1], cells[config + 2]])
 
 
 @pytest.mark.parametrize("cuda, env, expected", [(True, None, "gpu"), (False, None, "cpu"), (True, "cpu", "cpu"),
                                                  (False, "smoke", "smoke")])
 def test_profile_choice(monkeypatch, cuda, env, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     if env is None:
         monkeypatch.delenv("ASGN3_PROFILE", raising=False)
@@ -225,12 +245,12 @@ def fixed_batch_outputs(nb):
     reconstruction, _ = vqvae(x)
     vq_loss, _ = vqvae.loss(x)
     codes = vqvae.encode(x)
-    prior = nb.TransformerPrior.from_config(q1["vqvae"]["codebook_size"], q1["prior"])
+    prior = nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"])
     with nb.autocast():                                                 # as train_prior calls it
         prior_loss = nb.code_nll(prior, codes, labels)
         logits = prior(codes, labels)
     sde = nb.VESDE(**q2["sde"])
-    net = nb.ScoreUNet(sde.marginal_std, **q2["net"])
+    net = nb.ScoreNet(sde.marginal_std, **q2["net"])
     t = torch.linspace(0.1, 1.0, len(x))
     with nb.autocast():
         score = net(x, t)
@@ -255,15 +275,17 @@ def test_mixed_precision_switch_keeps_shapes_and_losses(nb, monkeypatch):
 
 
 def test_mixed_precision_setting_picks_the_dtype(nb, monkeypatch):
-    """"off" is fp32 everywhere; "auto" on a GPU is bf16 from compute capability 8 (Ampere) on, fp16 before it;
-    anything else is refused with the choices."""
+    """"off" is fp32 everywhere, "bf16" and "fp16" force that dtype; "auto" on a GPU is bf16 from compute
+    capability 8 (Ampere) on, fp16 before it; anything else is refused with the choices."""
     assert nb.autocast_dtype(torch.device("cpu"), "off") is None
+    assert nb.autocast_dtype(torch.device("cpu"), "fp16") == torch.float16
+    assert nb.autocast_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     assert nb.autocast_dtype(torch.device("cuda"), "auto") == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert nb.autocast_dtype(torch.device("cuda"), "auto") == torch.float16
-    with pytest.raises(ValueError, match='mixed_precision must be "auto" or "off", got \'bf16\''):
-        nb.autocast_dtype(torch.device("cpu"), "bf16")
+    with pytest.raises(ValueError, match='mixed_precision must be one of "auto", .off., .bf16., .fp16.; got .fp8.'):
+        nb.autocast_dtype(torch.device("cpu"), "fp8")
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
@@ -274,23 +296,70 @@ def test_every_profile_trains_and_samples_at_full_size(nb, profile):
     torch.manual_seed(0)
     x, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 5, 9])
     q1 = config["q1"]
-    for mode in nb.QUANTIZER_MODES:
+    for mode in nb.QUANTIZERS:
         nb.VQVAE({**q1["vqvae"], "hidden": q1["ablation"]["hidden"]}, mode)(x)
     vqvae = nb.VQVAE(q1["vqvae"], "ema_restart")
     total, _ = vqvae.loss(x)
     nb.Optimizer(vqvae.parameters(), 1e-3, 10).step(total)
     codes, K = vqvae.encode(x), q1["vqvae"]["codebook_size"]
-    prior = nb.TransformerPrior.from_config(K, q1["prior"])
+    prior = nb.GatedPixelCNN.from_config(K, q1["prior"])
     nb.Optimizer(prior.parameters(), 1e-3, 10).step(nb.code_nll(prior, codes, labels))
-    grids = nb.sample_codes(prior.eval(), labels[:2], temperature=0.9, w=1.0)
+    grids = nb.sample_codes(prior.eval(), labels[:2], seed=0, temperature=0.9, w=1.0)
     assert vqvae.decode(grids).shape == (2, 1, 28, 28)
     q2 = config["q2"]
     sde = nb.VESDE(**q2["sde"])
-    net = nb.ScoreUNet(sde.marginal_std, **q2["net"])
+    net = nb.ScoreNet(sde.marginal_std, **q2["net"])
     nb.Optimizer(net.parameters(), 1e-3, 10, clip=1.0).step(nb.dsm_loss(net, x, sde, q2["train"]["small_noise_share"]))
     images, _ = nb.euler_maruyama(nb.score_function(net.eval()), sde, (2, 1, 28, 28), 2)
-    conditional = nb.ScoreUNet(sde.marginal_std, **q2["net"], n_classes=10).eval()
+    conditional = nb.ScoreNet(sde.marginal_std, **q2["net"], n_classes=10).eval()
     guided = nb.predictor_corrector(nb.score_function(conditional, labels[:2], 1.0), sde, (2, 1, 28, 28), 2,
                                     q2["sampler_grid"]["snr"])
     assert images.shape == guided.shape == (2, 1, 28, 28)
     assert nb.SmallClassifier(config["classifier"]["width"])(x).shape == (4, 10)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_fp16_training_steps_from_the_first_step(nb, monkeypatch, profile):
+    """Under fp16 autocast with loss scaling (the T4's mode, forced here on the CPU), the first training step of
+    every network updates its weights: its gradients do not overflow at the initial loss scale, so no step is
+    skipped and the learning-rate schedule raises no warning."""
+    monkeypatch.setattr(nb, "AMP", torch.float16)
+    config = nb.merged(nb.BASE, nb.OVERRIDES[profile])
+    torch.manual_seed(0)
+    x, labels = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    q1, q2 = config["q1"], config["q2"]
+    vqvae = nb.VQVAE(q1["vqvae"], "ema_restart")
+    codes = vqvae.encode(x)
+    prior = nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"])
+    sde = nb.VESDE(**q2["sde"])
+    net = nb.ScoreNet(sde.marginal_std, **q2["net"])
+
+    def prior_loss():
+        with nb.autocast():
+            return nb.code_nll(prior, codes, labels)
+
+    for model, loss, clip in [(vqvae, lambda: vqvae.loss(x)[0], None), (prior, prior_loss, None),
+                              (net, lambda: nb.dsm_loss(net, x, sde, 0.05), 1.0)]:
+        optimizer = nb.Optimizer(model.parameters(), 1e-3, 10, clip=clip)
+        assert optimizer.scaler.is_enabled()
+        before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            optimizer.step(loss())
+        assert optimizer.scaler.get_scale() == nb.Optimizer.INITIAL_LOSS_SCALE, f"{type(model).__name__} overflowed"
+        after = [p for p in model.parameters() if p.requires_grad]
+        assert any(not torch.equal(a, b) for a, b in zip(before, after)), type(model).__name__
+
+
+def test_a_typo_in_a_profile_is_refused_with_the_keys_it_could_mean(nb):
+    with pytest.raises(KeyError, match="'q1.prior.chanels' is not a configuration key; did you mean 'channels'"):
+        nb.merged(nb.BASE, {"q1": {"prior": {"chanels": 64}}})
+    with pytest.raises(KeyError, match="the keys at this level are"):
+        nb.merged(nb.BASE, {"zzz": {}})
+    for profile, override in nb.OVERRIDES.items():
+        nb.merged(nb.BASE, override)                                   # every shipped profile is valid
+
+
+def test_the_callers_values_take_precedence_over_the_notebooks_literals(nb):
+    """The notebook says PROFILE = "auto"; the tests' loader asked for "test" and must get it."""
+    assert 'PROFILE = "auto"' in configuration_cell_source() and nb.PROFILE == "test"

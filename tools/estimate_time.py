@@ -1,23 +1,27 @@
-"""How long a profile of the notebook takes, estimated from its FLOP count and a stated throughput.
+"""How long a profile of the notebook takes, estimated from its FLOP count and stated GPU throughputs.
 
-The notebook's own networks are built at the profile's sizes on the CPU, and torch's FlopCounterMode counts
-the floating-point operations of one training step (forward and backward) or one forward pass of each. The
-stage list below mirrors the notebook (steps per epoch, samples, NFE, positions per sampled code grid), so the
-total is the profile's compute. Time = FLOPs / sustained throughput + a fixed cost per step or sampler call.
+The notebook's own networks are built at the profile's sizes on the CPU, and torch's FlopCounterMode counts the
+floating-point operations of one training step (forward and backward) or one forward pass of each, per image.
+`stage_work` lists what every stage of the notebook runs: how many calls of which operation at which batch (the
+training steps of each network; the network passes of each sampler, 49 per code grid for the prior, one per score
+evaluation; the classifier's feature passes). The same list drives `tools/gpu_check.py`, which times the
+operations on a real GPU instead of assuming a rate.
 
-The throughputs are assumptions, stated here and written to the output:
-* T4 (Colab's free GPU) with fp16 autocast: 2 TFLOP/s sustained. Its tensor-core peak is 65 TFLOP/s, but networks
-  this small (32 to 256 channels on 4x4 to 28x28 maps) keep it far from that; 2 TFLOP/s is about a quarter of its
-  8 TFLOP/s fp32 peak. Plus 3 ms per training step and 1 ms per sampling step for kernel launches.
-* CPU: calibrated when the committed artifacts come from a `cpu` run: the `cpu` profile's FLOPs divided by the
-  seconds that run (artifacts/q*_metrics.json) spent in the same stages; that rate gives the `gpu` profile's
-  expected hours on this CPU.
+Time on a GPU = FLOPs / sustained rate + a fixed cost per call. The assumptions, written to the output:
+* Sustained rates for networks this small (8 to 256 channels on 4x4 to 28x28 maps, batches of 64 to 1000), far
+  below the chips' peaks: T4 (fp16 autocast) 2 TFLOP/s, a quarter of its fp32 peak; L4 (bf16) 4 TFLOP/s; A100
+  (bf16) 8 TFLOP/s. `make gpu-check` on a real GPU measures what these guesses stand in for.
+* 3 ms per training step (kernel launches of forward, backward and Adam, the loss scaler's check, the clipping),
+  1 ms per network pass while sampling: both set by the host, so the same on every GPU.
+The CPU time of the `gpu` profile is its FLOPs at the rate the committed `cpu` run reached (its FLOPs divided by
+its seconds), when the committed artifacts come from a `cpu` run.
 
 usage: python tools/estimate_time.py [--out artifacts/time_estimate.json]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -29,7 +33,8 @@ from notebook_defs import load_definitions
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
-T4_FLOPS, T4_STEP_S, T4_SAMPLER_STEP_S = 2e12, 3e-3, 1e-3
+GPU_RATES = {"T4": 2e12, "L4": 4e12, "A100": 8e12}          # sustained FLOP/s assumed for these small networks
+SECONDS_PER_CALL = {"step": 3e-3, "pass": 1e-3}             # host-side cost of one training step / network pass
 
 
 def flops(fn) -> int:
@@ -39,88 +44,138 @@ def flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def per_image_costs(nb, config: dict) -> dict:
-    """FLOPs per image (per code grid for the prior) of one training step or one forward pass of each network."""
-    batch = 8
-    x, labels = torch.rand(batch, 1, 28, 28), torch.arange(batch) % 10
+def networks(nb, config: dict) -> dict:
+    """The notebook's networks at the sizes of `config`, on the notebook's DEVICE."""
     q1, q2 = config["q1"], config["q2"]
-    ablation = nb.VQVAE({**q1["vqvae"], "hidden": q1["ablation"]["hidden"]}, "ema_restart")
-    vqvae = nb.VQVAE(q1["vqvae"], "ema_restart")
-    codes = vqvae.encode(x)
-    prior = nb.TransformerPrior.from_config(q1["vqvae"]["codebook_size"], q1["prior"])
     sde = nb.VESDE(**q2["sde"])
-    score = nb.ScoreUNet(sde.marginal_std, **q2["net"], n_classes=10)
-    classifier = nb.SmallClassifier(config["classifier"]["width"])
-    t = torch.rand(batch)
-    costs = {
-        "ablation_step": flops(lambda: ablation.loss(x)[0].backward()),
-        "vqvae_step": flops(lambda: vqvae.loss(x)[0].backward()),
-        "vqvae_forward": flops(lambda: vqvae(x)),
-        "vqvae_encode": flops(lambda: vqvae.encode(x)),
-        "prior_step": flops(lambda: nb.code_nll(prior, codes, labels).backward()),
-        "prior_forward": flops(lambda: prior(codes, labels)),
-        "score_step": flops(lambda: nb.dsm_loss(score, x, sde).backward()),
-        "score_forward": flops(lambda: score(x, t)),
-        "classifier_step": flops(lambda: F.cross_entropy(classifier(x), labels).backward()),
-        "classifier_forward": flops(lambda: classifier(x)),
+    nets = {"ablation": nb.VQVAE({**q1["vqvae"], "hidden": q1["ablation"]["hidden"]}, "ema_restart"),
+            "vqvae": nb.VQVAE(q1["vqvae"], "ema_restart"),
+            "prior": nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"]),
+            "score": nb.ScoreNet(sde.marginal_std, **q2["net"], n_classes=10), "sde": sde,
+            "classifier": nb.SmallClassifier(config["classifier"]["width"])}
+    return {name: net.to(nb.DEVICE) if isinstance(net, torch.nn.Module) else net for name, net in nets.items()}
+
+
+def operations(nb, config: dict) -> dict:
+    """{operation: (kind, fn, parameters)} for every operation the notebook runs, on random inputs at the sizes
+    of `config`. kind "step": fn(batch) returns the loss of one training batch, computed as the notebook's
+    training functions compute it (autocast included), and `parameters` are what it trains; kind "pass":
+    fn(batch) runs one pass of sampling or scoring (parameters None)."""
+    nets, q2 = networks(nb, config), config["q2"]
+    sde, score, prior = nets["sde"], nets["score"], nets["prior"]
+    frozen = copy.deepcopy(score).requires_grad_(False)
+
+    def images(batch):
+        return torch.rand(batch, 1, 28, 28, device=nb.DEVICE)
+
+    def codes(batch):
+        return torch.randint(config["q1"]["vqvae"]["codebook_size"], (batch, 7, 7), device=nb.DEVICE)
+
+    def labels(batch):
+        return torch.arange(batch, device=nb.DEVICE) % 10
+
+    def prior_loss(batch):
+        with nb.autocast():
+            return nb.code_nll(prior, codes(batch), labels(batch))
+
+    @torch.no_grad()
+    def prior_pass(batch):
+        with nb.autocast():
+            prior(codes(batch), labels(batch))
+
+    @torch.no_grad()
+    def score_pass(batch):
+        nb.score_function(score)(images(batch), torch.rand(batch, device=nb.DEVICE))
+
+    def score_vjp(batch):                     # one likelihood evaluation: the drift and its vector-Jacobian product
+        x = images(batch).requires_grad_(True)
+        frozen(x, torch.rand(batch, device=nb.DEVICE)).sum().backward()
+
+    return {
+        "ablation_step": ("step", lambda b: nets["ablation"].loss(images(b))[0], nets["ablation"].parameters()),
+        "vqvae_step": ("step", lambda b: nets["vqvae"].loss(images(b))[0], nets["vqvae"].parameters()),
+        "vqvae_forward": ("pass", torch.no_grad()(lambda b: nets["vqvae"](images(b))), None),
+        "vqvae_encode": ("pass", lambda b: nets["vqvae"].encode(images(b)), None),
+        "prior_step": ("step", prior_loss, prior.parameters()),
+        "prior_pass": ("pass", prior_pass, None),
+        "score_step": ("step", lambda b: nb.dsm_loss(score, images(b), sde, q2["train"]["small_noise_share"]),
+                       score.parameters()),
+        "score_pass": ("pass", score_pass, None),
+        "score_vjp": ("pass", score_vjp, None),
+        "classifier_step": ("step", lambda b: F.cross_entropy(nets["classifier"](images(b)), labels(b)),
+                            nets["classifier"].parameters()),
+        "classifier_pass": ("pass", torch.no_grad()(lambda b: nets["classifier"].features(images(b))), None),
     }
-    return {name: value / batch for name, value in costs.items()}
 
 
-def stages(config: dict, cost: dict) -> dict:
-    """{stage: (FLOPs, steps that pay a fixed cost)} of one run of the notebook, in the order it runs them."""
-    q1, q2 = config["q1"], config["q2"]
+def stage_work(config: dict) -> dict:
+    """{stage: [(operation, calls, batch)]}: what each stage of the notebook runs, in the order it runs them."""
+    q1, q2, clf = config["q1"], config["q2"], config["classifier"]
     n_train = config["subset"] or 60000
     n_test = max(config["subset"] // 4, 64) if config["subset"] else 10000
 
-    def training(epochs, n, batch, step_cost):
-        return epochs * n * step_cost, epochs * math.ceil(n / batch)
+    def steps(epochs, n, batch):
+        return epochs * math.ceil(n / batch)
 
-    ablation_images = min(q1["ablation"]["n_images"] or n_train, n_train)
-    vq, prior, clf = q1["vqvae"], q1["prior"], config["classifier"]
-    n_q1 = 10 * q1["samples_per_class"]
-    grid = q1["sampling_grid"]
-    pairs = [(t, w) for t in grid["temperatures"] for w in grid["guidance"]]
-    grid_passes = sum(10 * grid["per_class"] * (2 if w else 1) for _, w in pairs)   # with its cache, one grid costs
-                                                                                   # about one forward pass
-    table, nfe_max = q2["sampler_grid"], q2["sampler_grid"]["nfe"][-1]
-    forward, n_guidance = cost["score_forward"], len(q2["conditional"]["guidance"])
-    sampler_calls = lambda n, nfe: math.ceil(n / q2["sample_batch"]) * nfe   # noqa: E731 (fixed cost per call)
+    def sampling(op, n, batch, passes, doubled=False):
+        """(op, calls, batch) of drawing n images `batch` at a time with `passes` network passes each; a guided
+        pass runs the doubled batch."""
+        return op, math.ceil(n / batch) * passes, (2 if doubled else 1) * min(n, batch)
+
+    vq, prior, ablation = q1["vqvae"], q1["prior"], q1["ablation"]
+    ablation_images = min(ablation["n_images"] or n_train, n_train)
+    grid, completion = q1["sampling_grid"], q1["completion"]
+    n_q1, n_grid = 10 * q1["samples_per_class"], 10 * grid["per_class"]
+    table, batch, nfe_top = q2["sampler_grid"], q2["sample_batch"], q2["sampler_grid"]["nfe"][-1]
+    table_runs = [nfe for nfe in table["nfe"] for _ in range(3)] + [nfe_top] * len(table["snr_sweep"])
+    guided = [(w, table["n_images"]) for w in q2["conditional"]["guidance"]] + [(1.0, q2["n_samples"])]
+    likelihood = q2["likelihood"]
     return {
-        "q1 ablation": tuple(3 * v for v in training(q1["ablation"]["epochs"], ablation_images, vq["batch"],
-                                                     cost["ablation_step"])),
-        "q1 vqvae": training(vq["epochs"], n_train, vq["batch"], cost["vqvae_step"]),
-        "q1 prior": training(prior["epochs"], n_train, prior["batch"], cost["prior_step"]),
-        "q1 sampling": ((2 * n_q1 + grid_passes) * cost["prior_forward"], 49 * (len(pairs) + 2)),
-        "q1 classifier": training(clf["epochs"], n_train, clf["batch"], cost["classifier_step"]),
-        "q1 evaluation": ((n_train + n_test) * cost["vqvae_encode"] + 2 * n_test * cost["vqvae_forward"]
-                          + 2 * n_train * cost["classifier_forward"], 0),
-        "q2 score network": training(q2["train"]["epochs"], n_train, q2["train"]["batch"], cost["score_step"]),
-        "q2 conditional network": training(q2["conditional"]["train"]["epochs"], n_train, q2["train"]["batch"],
-                                           cost["score_step"]),
-        "q2 classifier": training(clf["epochs"], n_train, clf["batch"], cost["classifier_step"]),
-        "q2 sampler table": ((3 * sum(table["nfe"]) + len(table["snr_sweep"]) * nfe_max) * table["n_images"] * forward,
-                             3 * sum(sampler_calls(table["n_images"], nfe) for nfe in table["nfe"])
-                             + len(table["snr_sweep"]) * sampler_calls(table["n_images"], nfe_max)),
-        "q2 samples": ((80 + q2["n_samples"]) * nfe_max * forward, sampler_calls(q2["n_samples"], nfe_max)),
-        "q2 guidance": ((n_guidance * table["n_images"] + q2["n_samples"]) * nfe_max * forward,
-                        sampler_calls(n_guidance * table["n_images"] + q2["n_samples"], nfe_max) // 2),
-        "q2 likelihood": (q2["likelihood"]["n_images"] * q2["likelihood"]["steps"] * 2 * cost["score_step"],
-                          q2["likelihood"]["steps"] * 2 * math.ceil(q2["likelihood"]["n_images"] / 64)),
+        "q1 ablation": [("ablation_step", 3 * steps(ablation["epochs"], ablation_images, vq["batch"]), vq["batch"]),
+                        ("vqvae_forward", 3 * math.ceil(n_test / 1000), 1000)],
+        "q1 vqvae": [("vqvae_step", steps(vq["epochs"], n_train, vq["batch"]), vq["batch"]),
+                     ("vqvae_forward", math.ceil(n_test / 1000), 1000),
+                     ("vqvae_encode", math.ceil(n_train / 64) + math.ceil(n_test / 64), 64)],
+        "q1 prior": [("prior_step", steps(prior["epochs"], n_train, prior["batch"]), prior["batch"]),
+                     ("prior_pass", math.ceil(n_test / 1000) + math.ceil(min(n_train, 10000) / 1000), 1000)],
+        "q1 sampling": [sampling("prior_pass", n_q1, 500, 49), sampling("prior_pass", n_q1, 500, 49, True)]
+                       + [sampling("prior_pass", n_grid, 500, 49, bool(w)) for _ in grid["temperatures"]
+                          for w in grid["guidance"]]
+                       + [sampling("prior_pass", 10 * completion["per_class"], 500, 49 - 7 * completion["kept_rows"])
+                          for _ in range(completion["samples"])],
+        "q1 classifier": [("classifier_step", steps(clf["epochs"], n_train, clf["batch"]), clf["batch"]),
+                          ("classifier_pass", math.ceil((n_test + 10000 + 5 * n_q1 + 12 * n_grid) / 1000), 1000)],
+        "q2 score network": [("score_step", steps(q2["train"]["epochs"], n_train, q2["train"]["batch"]),
+                              q2["train"]["batch"])],
+        "q2 conditional network": [("score_step", steps(q2["conditional"]["train"]["epochs"], n_train,
+                                                        q2["train"]["batch"]), q2["train"]["batch"])],
+        "q2 classifier": [("classifier_step", steps(clf["epochs"], n_train, clf["batch"]), clf["batch"])],
+        "q2 sampler table": [sampling("score_pass", table["n_images"], batch, nfe) for nfe in table_runs],
+        "q2 samples": [("score_pass", nfe_top, 80), sampling("score_pass", q2["n_samples"], batch, nfe_top)],
+        "q2 likelihood": [("score_vjp", math.ceil(likelihood["n_images"] / 64) * likelihood["steps"] * 2,
+                           min(64, likelihood["n_images"]))],
+        "q2 guidance": [sampling("score_pass", n, batch, nfe_top // 2, bool(w)) for w, n in guided],
     }
 
 
-def measured_seconds(metrics: dict) -> dict:
-    """The committed run's seconds, grouped like `stages` (training stages as trained, caches as computed)."""
-    q1, q2 = metrics["q1"]["seconds"], metrics["q2"]["seconds"]
-    return {
-        "q1 ablation": sum(v for k, v in q1.items() if k.startswith("ablation_")), "q1 vqvae": q1["vqvae"],
-        "q1 prior": q1["prior"], "q1 sampling": q1["plain_samples"] + q1["sampling_grid"] + q1["final_samples"],
-        "q1 classifier": q1["classifier"], "q2 score network": q2["score_model"],
-        "q2 conditional network": q2["conditional_model"], "q2 classifier": q2["classifier"],
-        "q2 sampler table": q2["sampler_table"], "q2 samples": q2["final_samples"] + q2["em_80_samples"],
-        "q2 guidance": q2["guidance_sweep"] + q2["guided_samples"], "q2 likelihood": q2["likelihood"],
-    }
+def flops_per_image(nb, config: dict) -> dict:
+    """FLOPs per image (per code grid for the prior) of one call of every operation (a step: its loss's forward
+    and backward pass)."""
+    batch, result = 8, {}
+    for name, (kind, fn, _) in operations(nb, config).items():
+        result[name] = flops((lambda: fn(batch).backward()) if kind == "step" else (lambda: fn(batch))) / batch
+    return result
+
+
+def estimate(work: dict, per_image: dict, kinds: dict, rate: float) -> dict:
+    """Minutes per stage at `rate` FLOP/s plus the fixed cost per call."""
+    return {stage: sum(calls * (size * per_image[op] / rate + SECONDS_PER_CALL[kinds[op]])
+                       for op, calls, size in items) / 60 for stage, items in work.items()}
+
+
+def measured_seconds(metrics: dict) -> float:
+    """Seconds of computation of the committed run (both questions; loaded stages count what they took)."""
+    return metrics["q1"]["seconds"]["total"] + metrics["q2"]["seconds"]["total"]
 
 
 def main(argv=None) -> int:
@@ -129,27 +184,29 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     nb = load_definitions(DEVICE=torch.device("cpu"), AMP=None, PROGRESS=False)
-    result = {"assumptions": {"t4_sustained_flops": T4_FLOPS, "t4_seconds_per_training_step": T4_STEP_S,
-                              "t4_seconds_per_sampler_step": T4_SAMPLER_STEP_S}, "profiles": {}}
+    result = {"assumptions": {"sustained_flops": GPU_RATES, "seconds_per_call": SECONDS_PER_CALL}, "profiles": {}}
     for profile in ("cpu", "gpu"):
         config = nb.merged(nb.BASE, nb.OVERRIDES[profile])
-        per_stage = stages(config, per_image_costs(nb, config))
-        result["profiles"][profile] = {
-            "tflop": {name: f / 1e12 for name, (f, _) in per_stage.items()},
-            "t4_minutes": sum(f / T4_FLOPS + calls * T4_STEP_S for f, calls in per_stage.values()) / 60}
+        kinds = {name: kind for name, (kind, _, _) in operations(nb, config).items()}
+        per_image, work = flops_per_image(nb, config), stage_work(config)
+        tflop = {stage: sum(calls * size * per_image[op] for op, calls, size in items) / 1e12
+                 for stage, items in work.items()}
+        minutes = {gpu: estimate(work, per_image, kinds, rate) for gpu, rate in GPU_RATES.items()}
+        result["profiles"][profile] = {"tflop": tflop, "total_tflop": sum(tflop.values()),
+                                       "minutes": {gpu: sum(m.values()) for gpu, m in minutes.items()},
+                                       "minutes_per_stage": minutes}
     metrics = {name: json.loads((ROOT / "artifacts" / f"{name}_metrics.json").read_text()) for name in ("q1", "q2")}
     if all(m["profile"] == "cpu" for m in metrics.values()):   # calibrate the CPU against the committed cpu run
         seconds = measured_seconds(metrics)
-        cpu_flops = result["profiles"]["cpu"]["tflop"]
-        rate = sum(cpu_flops[name] for name in seconds) * 1e12 / sum(seconds.values())
-        result["cpu_calibration"] = {"sustained_flops": rate, "per_stage_flops": {
-            name: cpu_flops[name] * 1e12 / max(seconds[name], 1e-9) for name in seconds}}
-        gpu_tflop = sum(result["profiles"]["gpu"]["tflop"].values())
-        result["profiles"]["gpu"]["cpu_hours"] = gpu_tflop * 1e12 / rate / 3600
+        rate = result["profiles"]["cpu"]["total_tflop"] * 1e12 / seconds
+        result["cpu_calibration"] = {"sustained_flops": rate, "seconds": seconds,
+                                     "mixed_precision": metrics["q1"].get("mixed_precision", "fp32")}
+        result["profiles"]["gpu"]["cpu_hours"] = result["profiles"]["gpu"]["total_tflop"] * 1e12 / rate / 3600
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for profile, values in result["profiles"].items():
-        print(f"{profile}: {sum(values['tflop'].values()):.1f} TFLOP, about {values['t4_minutes']:.0f} min on a T4"
-              + (f", {values['cpu_hours']:.1f} h on this CPU" if "cpu_hours" in values else ""))
+        print(f"{profile}: {values['total_tflop']:.1f} TFLOP; " + ", ".join(
+            f"{gpu} {m:.0f} min" for gpu, m in values["minutes"].items())
+            + (f"; {values['cpu_hours']:.1f} h on this CPU" if "cpu_hours" in values else ""))
     return 0
 
 

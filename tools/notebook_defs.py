@@ -2,12 +2,19 @@
 
 Tests and benchmarks must use the very code the notebook runs, not a copy of it. Executing the whole
 notebook trains models for minutes, so this loader keeps only the top-level `import`, `def` and `class`
-statements and literal constants of its code cells, executes them in a fresh module, and then sets the few configuration
-globals those definitions read (DEVICE, CHECKPOINTS, ...) to values the caller chooses.
+statements and literal constants of its code cells and executes them in a fresh module. The caller's
+values for the configuration globals those definitions read (DEVICE, CHECKPOINTS, CFG, ...) take
+precedence over the notebook's own literals (PROFILE = "auto" in the notebook does not undo PROFILE="test").
+
+Each cell is compiled under its own file name with its source registered in `linecache`, so that
+`inspect.getsource` returns the cell's text, as it does in Jupyter: the notebook's cache keys hash the
+source of the functions a stage runs, and they must come out the same here and in the notebook.
 """
 from __future__ import annotations
 
 import ast
+import linecache
+import sys
 import types
 from pathlib import Path
 
@@ -15,11 +22,12 @@ import nbformat
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "Lastname_Firstname_Asgn3.ipynb"
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+MODULE_NAME = "asgn3_notebook"
 
 
 def is_literal_assignment(node: ast.stmt) -> bool:
     """True for `NAME = <literal>` (a constant such as a tuple of class names), which definitions may read."""
-    if not isinstance(node, ast.Assign):
+    if not isinstance(node, ast.Assign) or not all(isinstance(target, ast.Name) for target in node.targets):
         return False
     try:
         ast.literal_eval(node.value)
@@ -34,10 +42,21 @@ def definitions(code: str) -> list[ast.stmt]:
 
 
 def load_definitions(notebook: Path = NOTEBOOK, **globals_) -> types.ModuleType:
-    """A module holding the notebook's definitions, with `globals_` (e.g. DEVICE=torch.device("cpu")) set."""
-    cells = nbformat.read(notebook, as_version=4).cells
-    body = [node for cell in cells if cell.cell_type == "code" for node in definitions(cell.source)]
-    module = types.ModuleType("asgn3_notebook")
+    """A module holding the notebook's definitions, with `globals_` (e.g. DEVICE=torch.device("cpu")) set.
+
+    The module is registered in sys.modules under its name, so that objects of its classes can be pickled
+    (the notebook's stages store trained networks)."""
+    cells = [cell for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
+    module = types.ModuleType(MODULE_NAME)
+    sys.modules[MODULE_NAME] = module
     module.__dict__.update(globals_)
-    exec(compile(ast.Module(body=body, type_ignores=[]), str(notebook), "exec"), module.__dict__)
+    for index, cell in enumerate(cells):
+        body = definitions(cell.source)
+        if not body:
+            continue
+        filename = f"<{notebook.name} code cell {index}>"
+        lines = cell.source.splitlines(keepends=True)
+        linecache.cache[filename] = (len(cell.source), None, lines, filename)
+        exec(compile(ast.Module(body=body, type_ignores=[]), filename, "exec"), module.__dict__)
+    module.__dict__.update(globals_)
     return module
