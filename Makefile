@@ -10,17 +10,20 @@ ASGN3_DATA_MIRROR ?= $(firstword $(wildcard $(abspath ../shared/data)))
 export ASGN3_DATA_MIRROR
 SYSTEM_PACKAGES := chromium libjs-mathjax poppler-utils texlive-latex-base texlive-latex-recommended latexmk
 
-.PHONY: help setup sysdeps data run test bench bench-speed readme written pdfs lint clean
+.PHONY: help setup sysdeps data run test bench bench-speed gpu-check readme figures written pdfs lint constraints clean
 
 help:
 	@echo "make run      set up, prepare data, execute the notebook in place (PROFILE=$(PROFILE))"
 	@echo "make test     set up, prepare data, run the test suite"
 	@echo "make bench    score our samples and the anchors' with the same metric (artifacts/bench_q*.json)"
 	@echo "make bench-speed  throughput of every stage, baseline against adopted settings (artifacts/bench_speed.json)"
-	@echo "make readme   regenerate README.md's results table from artifacts/"
+	@echo "make gpu-check    on a CUDA machine: check the gpu profile and measure its Run-all time (artifacts/gpu_check.json)"
+	@echo "make readme   regenerate README.md's numbers and the sample figure from artifacts/"
+	@echo "make figures  docs/samples.png from artifacts/q1_samples.npy and q2_samples.npy"
 	@echo "make written  rebuild the written answers' PDFs (written/q1.pdf ... q4.pdf)"
 	@echo "make pdfs LAST=Doe FIRST=Jane   the submission package in submission/"
 	@echo "make lint     ruff on the notebook, tools and tests"
+	@echo "make constraints  re-resolve tools/constraints.txt from tools/constraints.in (UPGRADE=1: newest releases)"
 
 $(VENV)/.installed: requirements.txt tools/requirements-dev.txt tools/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,14 +51,23 @@ run: setup data
 test: setup data sysdeps
 	$(PY) -m pytest -q
 
+# The public recipes' samples that `make bench` scores beside ours: the anchors folder beside the CI checkout.
+ANCHORS ?= $(abspath ../shared/anchors)
+
 bench: setup data
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py --anchors $(ANCHORS)
 
 bench-speed: setup
 	$(PY) tools/bench_speed.py
 
-readme: setup
+gpu-check: setup
+	$(PY) tools/gpu_check.py
+
+readme: setup figures
 	$(PY) tools/results_table.py
+
+figures: setup
+	$(PY) tools/sample_figure.py
 
 written: setup sysdeps
 	$(PY) written/figures.py
@@ -66,6 +78,12 @@ pdfs: setup sysdeps
 
 lint: setup
 	$(PY) -m ruff check $(NOTEBOOK) tools tests written/figures.py
+
+# pip-tools keeps the current pins that still satisfy the inputs; UPGRADE=1 takes the newest releases instead.
+constraints: setup
+	CUSTOM_COMPILE_COMMAND="make constraints" $(PY) -m piptools compile --quiet --strip-extras --allow-unsafe \
+	  --no-emit-find-links --no-emit-index-url $(if $(UPGRADE),--upgrade) \
+	  --output-file tools/constraints.txt tools/constraints.in
 
 clean:
 	rm -rf submission .pytest_cache

@@ -17,6 +17,14 @@ sys.path.insert(0, str(ROOT / "tools"))
 from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 
 DATA = ROOT / "data"
+NOTEBOOK_FIXTURES = {"smoke_notebook", "fp16_rerun_notebook"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs an executed notebook is slow: mark it, so that `-m "not slow"` leaves it out."""
+    for item in items:
+        if NOTEBOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

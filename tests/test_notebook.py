@@ -1,6 +1,7 @@
 """The notebook end to end (smoke profile), its configuration, and the conventions its text follows."""
 import json
 import re
+import sys
 import warnings
 
 import nbformat
@@ -138,7 +139,8 @@ def test_question1_artifacts(smoke_notebook):
         report = metrics["quality"][name]
         assert report["fid"] >= 0 and 0 < report["mean_confidence"] <= 1
         assert sum(report["class_histogram"]) == report["n"]
-    assert set(metrics["seconds"]["stages"]) == {"train_vqvae", "train_prior", "prior_samples", "train_classifier"}
+    assert set(metrics["seconds"]["stages"]) == {"train_vqvae", "encode_all", "train_prior", "prior_samples",
+                                                 "train_classifier"}
     assert metrics["seconds"]["computed_in_this_execution"] and metrics["seconds"]["this_execution"] > 0
     pairs = [(row["temperature"], row["guidance"]) for row in metrics["sampling"]["grid"]]
     assert pairs == [(1.0, 0.0), (1.0, 1.0), (0.7, 0.0), (0.7, 1.0)]            # the smoke profile's grid
@@ -166,7 +168,7 @@ def test_question2_artifacts(smoke_notebook):
 
 def test_discussions_show_this_runs_numbers(smoke_notebook):
     """The rendered discussions quote the smoke run's own metrics, formatted as the notebook formats them."""
-    rendered = "\n".join(rendered_markdown(nbformat.read(smoke_notebook, as_version=4)))
+    rendered = "\n".join(rendered_markdown(nbformat.read(smoke_notebook, as_version=4))).replace("**", "")
     q1, _ = load_artifacts(smoke_notebook, "q1", "q1_samples")
     q2, _ = load_artifacts(smoke_notebook, "q2", "q2_samples")
     for quoted in (f"{q1['recon_mse']:.5f}", f"FID {q1['quality']['final_samples']['fid']:.1f}",
@@ -188,8 +190,11 @@ def test_fp16_rerun_loads_every_stage_of_another_precision_and_trains_in_fp16(fp
                                                                                               "artifacts"))
     assert second["mixed_precision"] == "fp16" and first["mixed_precision"] != "fp16"
     # what the stages computed is loaded; what is evaluated afresh (decoding, scoring) now runs in fp16
-    assert second["sampling"]["grid"] == first["sampling"]["grid"] and second["prior"] == pytest.approx(first["prior"],
-                                                                                                        rel=0.02)
+    for again, once in zip(second["sampling"]["grid"], first["sampling"]["grid"], strict=True):
+        assert {k: again[k] for k in ("temperature", "guidance", "n", "class_histogram")} == \
+            {k: once[k] for k in ("temperature", "guidance", "n", "class_histogram")}
+        assert again["fid"] == pytest.approx(once["fid"], rel=0.05)
+    assert second["prior"] == pytest.approx(first["prior"], rel=0.02)
     assert second["recon_mse"] == pytest.approx(first["recon_mse"], rel=0.05)
     log = (folder / "checkpoints" / "log.txt").read_text().splitlines()
     computed_first = {line.split()[3] for line in (folder / "first_log.txt").read_text().splitlines()
@@ -212,6 +217,13 @@ def configuration_cell_source():
     return "\n".join([imports, cells[config], cells[config + 1], cells[config + 2]])
 
 
+def run_configuration(monkeypatch, namespace: dict) -> None:
+    """Execute the configuration cells in `namespace`. Their set_matplotlib_formats starts an IPython shell, which
+    replaces sys.modules["__main__"], where the stored stages find the notebook's classes: restore it afterwards."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+    exec(configuration_cell_source(), namespace)
+
+
 @pytest.mark.parametrize("cuda, env, expected", [(True, None, "gpu"), (False, None, "cpu"), (True, "cpu", "cpu"),
                                                  (False, "smoke", "smoke")])
 def test_profile_choice(monkeypatch, cuda, env, expected):
@@ -223,7 +235,7 @@ def test_profile_choice(monkeypatch, cuda, env, expected):
     else:
         monkeypatch.setenv("ASGN3_PROFILE", env)
     namespace = {}
-    exec(configuration_cell_source(), namespace)                      # torch.device("cuda") needs no GPU to exist
+    run_configuration(monkeypatch, namespace)                         # torch.device("cuda") needs no GPU to exist
     assert namespace["PROFILE"] == expected and namespace["DEVICE"].type == ("cuda" if cuda else "cpu")
 
 
@@ -231,7 +243,7 @@ def test_unknown_profile_is_refused_clearly(monkeypatch):
     monkeypatch.setenv("ASGN3_PROFILE", "tpu")
     expected = r"profile 'tpu' does not exist; choose one of \['auto', 'smoke', 'cpu', 'gpu'\]"
     with pytest.raises(ValueError, match=expected):
-        exec(configuration_cell_source(), {})
+        run_configuration(monkeypatch, {})
 
 
 def fixed_batch_outputs(nb):
@@ -356,10 +368,77 @@ def test_a_typo_in_a_profile_is_refused_with_the_keys_it_could_mean(nb):
         nb.merged(nb.BASE, {"q1": {"prior": {"chanels": 64}}})
     with pytest.raises(KeyError, match="the keys at this level are"):
         nb.merged(nb.BASE, {"zzz": {}})
-    for profile, override in nb.OVERRIDES.items():
+    for override in nb.OVERRIDES.values():
         nb.merged(nb.BASE, override)                                   # every shipped profile is valid
 
 
 def test_the_callers_values_take_precedence_over_the_notebooks_literals(nb):
     """The notebook says PROFILE = "auto"; the tests' loader asked for "test" and must get it."""
     assert 'PROFILE = "auto"' in configuration_cell_source() and nb.PROFILE == "test"
+
+
+def question_cells(notebook, number: int) -> list:
+    """The cells of Question `number`: from its "# Question N" heading to the next "# Question" heading."""
+    cells, inside = [], False
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# Question"):
+            inside = cell.source.startswith(f"# Question {number}")
+        if inside:
+            cells.append(cell)
+    return cells
+
+
+TYPED_CONFIGURATION = [r"\bK\s*=\s*\d", r"\bD\s*=\s*\d", r"\\log_2\s*\d", r"\d+\s*NFE", r"\d+\s+epochs?\b",
+                       r"\d+\s+layers\b", r"\bw\s*=\s*\d", r"\bT\s*=\s*\d", r"\\beta\s*=\s*\d", r"\\sigma\s*=\s*\d",
+                       r"\br\s*=\s*\d", r"\d+\s+(Heun\s+)?steps\b", r"\bsnr\s*\d", r"\\gamma\s*=\s*\d"]
+
+
+def test_static_markdown_types_no_configuration_value():
+    """Sizes, epochs, NFE, layer counts, guidance weights and temperatures come from the configuration; static
+    Markdown names them (`K`, `nfe`) and code cells render their values, so a rerun with another profile stays
+    true."""
+    for source in markdown_sources(nbformat.read(NOTEBOOK, as_version=4)):
+        typed = [match.group(0) for pattern in TYPED_CONFIGURATION for match in re.finditer(pattern, source)]
+        assert not typed, f"{typed} typed in: {source[:150]}"
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_each_question_maps_exactly_its_sections(number):
+    """The map at the top of a question lists the sections that follow, no more and no fewer."""
+    cells = question_cells(nbformat.read(NOTEBOOK, as_version=4), number)
+    text = "\n".join(cell.source for cell in cells if cell.cell_type == "markdown")
+    mapped = set(re.findall(rf"\b({number}\.\d+)\b", cells[0].source.split("## ")[0]))
+    mapped |= {f"{number}.{n}" for a, b in re.findall(rf"\b{number}\.(\d+)–{number}\.(\d+)", cells[0].source)
+               for n in range(int(a), int(b) + 1)}
+    headings = set(re.findall(rf"^## ({number}\.\d+)", text, flags=re.M))
+    assert headings - {f"{number}.1"} == mapped, (sorted(headings), sorted(mapped))
+
+
+ENGINEERING_WORDS = ("`make", "make run", "README", "tools/", "checkpoint", "(measured)", "artifacts/", "cache",
+                     "pytest")
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_answer_pages_speak_to_a_grader(number):
+    """What a question's PDF prints before its appendix holds no repository words: Markdown cells, code cells
+    that are printed (all but print-skip cells) and their docstrings."""
+    for cell in question_cells(nbformat.read(NOTEBOOK, as_version=4), number):
+        if "print-skip" in cell.metadata.get("tags", []):
+            continue
+        found = [word for word in ENGINEERING_WORDS if word in cell.source]
+        assert not found, f"{found} in: {cell.source[:150]}"
+
+
+def test_code_lines_fit_the_printed_page():
+    """Every code line fits the PDF's page width (120 characters at the export's font size)."""
+    long = [line for cell in code_cells(nbformat.read(NOTEBOOK, as_version=4)) for line in cell.source.splitlines()
+            if len(line) > 120]
+    assert not long, f"{len(long)} lines longer than 120 characters, e.g. {long[0]!r}"
+
+
+@pytest.mark.parametrize("number", [1, 2])
+def test_answer_cells_are_short(number):
+    """One idea per cell: no code cell of an answer longer than about 40 lines."""
+    long = [cell.source.splitlines()[0] for cell in question_cells(nbformat.read(NOTEBOOK, as_version=4), number)
+            if cell.cell_type == "code" and len(cell.source.splitlines()) > 45]
+    assert not long, long

@@ -108,9 +108,9 @@ def test_quantizer_modes_are_the_three_variants_and_a_typo_is_refused(nb):
         nb.make_quantizer("ema-restart", config)
 
 
-def tiny_prior(nb, K=6, layers=3):
+def tiny_prior(nb, K=6, layers=3, kernel=5):
     torch.manual_seed(0)
-    return nb.GatedPixelCNN(K, channels=16, layers=layers).eval()
+    return nb.GatedPixelCNN(K, channels=16, layers=layers, kernel=kernel).eval()
 
 
 def influence(prior, K=6):
@@ -137,13 +137,13 @@ def test_prior_is_causal_and_sees_the_whole_past_at_the_notebooks_depth(nb):
     (no blind spot)."""
     for profile in ("cpu", "gpu"):
         prior = nb.merged(nb.BASE, nb.OVERRIDES[profile])["q1"]["prior"]
-        assert torch.equal(influence(tiny_prior(nb, layers=prior["layers"])),
+        assert torch.equal(influence(tiny_prior(nb, layers=prior["layers"], kernel=prior["kernel"])),
                            torch.ones(49, 49, dtype=torch.bool).tril(-1)), profile
 
 
 def test_a_shallow_prior_is_causal_but_does_not_see_far(nb):
-    """Each 3x3 layer reaches one row up and one column further: two layers see only a neighbourhood."""
-    reach = influence(tiny_prior(nb, layers=2))
+    """Each layer of kernel 3 reaches one row up and one column further: two layers see only a neighbourhood."""
+    reach = influence(tiny_prior(nb, layers=2, kernel=3))
     assert not (reach & torch.ones(49, 49, dtype=torch.bool).triu()).any(), "never the present or the future"
     assert reach[48, 47] and reach[48, 40] and not reach[48, 0]
 
@@ -175,7 +175,11 @@ class StubPrior(torch.nn.Module):
 
     def forward(self, codes, labels):
         self.calls.append(codes.clone())
-        return torch.stack([self.logits_of(len(codes), p) for p in range(49)], -1).unflatten(-1, (7, 7))
+        rows = codes.shape[1]
+        return torch.stack([self.logits_of(len(codes), p) for p in range(7 * rows)], -1).unflatten(-1, (rows, 7))
+
+    def sequence_logits(self, codes, labels):
+        return self(codes, labels).flatten(2).transpose(1, 2)
 
 
 def test_sampled_codes_have_right_shape_and_range(nb):

@@ -115,7 +115,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
 
     def prior_step(variant):
         torch.manual_seed(0)
-        prior = variant_model(nb.TransformerPrior.from_config(q1["vqvae"]["codebook_size"], q1["prior"]), variant)
+        prior = variant_model(nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"]), variant)
         optimizer = nb.Optimizer(prior.parameters(), 1e-3, 1000)
 
         def step():
@@ -131,7 +131,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
 
     def score_step(variant):
         torch.manual_seed(0)
-        net = nb.ScoreUNet(sde.marginal_std, **variant.get("net", adopted_net))
+        net = nb.ScoreNet(sde.marginal_std, **variant.get("net", adopted_net))
         ema = nb.EMA(net, 0.999)
         net = variant_model(net, variant)
         optimizer = nb.Optimizer(net.parameters(), 1e-3, 1000, clip=1.0)
@@ -153,7 +153,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
             torch.manual_seed(0)
             n = 8 if smoke else q2["sample_batch"]
             net_config = variant.get("net", adopted_net)
-            net = variant_model(nb.ScoreUNet(sde.marginal_std, **net_config, n_classes=10), variant)
+            net = variant_model(nb.ScoreNet(sde.marginal_std, **net_config, n_classes=10), variant)
             net.eval()
             y = torch.arange(n, device=device) % 10
             score_fn = nb.score_function(net, y, 1.0) if guided else nb.score_function(net)

@@ -161,10 +161,10 @@ def stage_work(config: dict) -> dict:
 def flops_per_image(nb, config: dict) -> dict:
     """FLOPs per image (per code grid for the prior) of one call of every operation (a step: its loss's forward
     and backward pass)."""
-    batch, result = 8, {}
-    for name, (kind, fn, _) in operations(nb, config).items():
-        result[name] = flops((lambda: fn(batch).backward()) if kind == "step" else (lambda: fn(batch))) / batch
-    return result
+    def one_call(kind, fn, batch):
+        return lambda: fn(batch).backward() if kind == "step" else fn(batch)
+
+    return {name: flops(one_call(kind, fn, 8)) / 8 for name, (kind, fn, _) in operations(nb, config).items()}
 
 
 def estimate(work: dict, per_image: dict, kinds: dict, rate: float) -> dict:

@@ -3,33 +3,28 @@
 
 Writes into ``--out`` (``submission/``):
 
-* ``programming_q1.pdf``, ``programming_q2.pdf`` -- the executed notebook sliced
-  per question: every cell before the first ``# Question`` heading (title,
-  setup, configuration, shared helpers) followed by the cells of that question
-  (from its ``# Question N`` heading up to the next one or the end).
-* ``written_q1.pdf`` ... ``written_q4.pdf`` -- copies of ``written/q1.pdf`` ...
-* ``<Last>_<First>_Assgn3.ipynb`` -- the executed notebook, byte-identical,
-  under the file name the assignment asks for.
+* ``programming_qN.pdf``: the executed notebook's Question N, answer first: from its ``# Question N`` heading up
+  to the next ``# Question`` heading or the end, then, from a new page, an appendix: the question's helper cells
+  tagged ``print-appendix`` and the cells before the first question (configuration and shared code) but the title
+  cell.
+* ``pages.json``: the answer pages and appendix pages of each (also printed).
+* ``written_q1.pdf`` ... ``written_q4.pdf``: copies of ``written/q1.pdf`` ...
+* ``<Last>_<First>_Assgn3.ipynb``: the executed notebook, byte-identical, under the name the assignment asks for.
 
-The PDFs are made with real tools: nbconvert renders HTML (template in
-``tools/export_template/print``, MathJax served from Debian's libjs-mathjax,
-fully offline) and headless Chromium prints it to A4.
+nbconvert does the notebook work: its TagRemovePreprocessor drops ``print-skip`` cells and the code of
+``print-output-only`` cells (discussions whose code only formats the run's numbers), its RegexRemovePreprocessor
+drops blank cells, its exporter options drop the prompts, and the template in ``tools/export_template/print``
+renders offline HTML with Debian's MathJax and the print CSS. Headless Chromium prints the HTML to A4; poppler's
+``pdftotext`` finds the page where the appendix starts. Files are made in a temporary folder and moved into
+``--out`` once all exist.
 
-Nothing half-written is left in ``--out``: everything is produced in a
-temporary folder next to it and only moved into place once all files exist.
-
-Usage::
-
-    python tools/export_submission.py --notebook Lastname_Firstname_Asgn3.ipynb \
-        --written written --out submission --last Doe --first Jane
-
-``--last``/``--first`` default to the ``LAST``/``FIRST`` environment variables.
-Exit status: 0 success, 2 missing/invalid names or bad usage, 1 any other error.
+Usage: ``python tools/export_submission.py --last Doe --first Jane`` (default: env LAST, FIRST; see --help).
+Exit status: 0 success, 2 missing or invalid names, 1 any other error.
 """
-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -38,28 +33,30 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-TEMPLATE_DIR = HERE / "export_template"
-TEMPLATE_NAME = "print"
+import nbformat
+from nbconvert import HTMLExporter
+from traitlets.config import Config
 
+TEMPLATE_DIR = Path(__file__).resolve().parent / "export_template"
 QUESTIONS = (1, 2)
 WRITTEN = (1, 2, 3, 4)
+SKIP_TAG = "print-skip"                # plumbing the notebook explains in prose
+OUTPUT_ONLY_TAG = "print-output-only"  # discussions: print the rendered text, not the code that formats it
+APPENDIX_TAG = "print-appendix-heading"  # the generated appendix heading; print.css starts a page there
+MOVE_TAG = "print-appendix"             # a question's helper cell, printed in its appendix instead of its answer
+APPENDIX_HEADING = "Appendix: helpers and shared code"
+APPENDIX_TEXT = ("First the helpers of this question (metrics and figure code), which the notebook runs where they "
+                 "stand; then the configuration and the code both questions share, which the notebook runs before "
+                 "the questions.")
 
 MATHJAX_JS = Path("/usr/share/javascript/mathjax/MathJax.js")
 MATHJAX_CONFIG = "TeX-AMS_CHTML-full,Safe"
-CHROMIUM_NAMES = (
-    "chromium",
-    "chromium-browser",
-    "google-chrome",
-    "google-chrome-stable",
-)
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_TIMEOUT_S = 180
-
-APT_HINT = "install it with: apt-get install chromium libjs-mathjax  (or: make sysdeps)"
+APT_HINT = "install it with: apt-get install chromium libjs-mathjax poppler-utils  (or: make sysdeps, as root)"
 NAME_HINT = "pass them as: make pdfs LAST=Doe FIRST=Jane  (or --last Doe --first Jane, or env LAST/FIRST)"
 
-# A level-1 markdown heading "# Question N" (not "## ...", not the title cell).
-HEADING_RE = re.compile(r"#[ \t]+Question[ \t]+(\d+)\b")
+HEADING_RE = re.compile(r"#[ \t]+Question[ \t]+(\d+)\b")  # "# Question N", not "## ..."
 NAME_RE = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 
 
@@ -71,481 +68,249 @@ class ExportError(Exception):
         self.code = code
 
 
-# --------------------------------------------------------------------------- names
 def validate_name(value: str | None, what: str, env: str) -> str:
+    """The name as given on Quercus, stripped; letters with inner hyphens or apostrophes only (it names a file)."""
     value = (value or "").strip()
     if not value:
-        raise ExportError(
-            f"{what} name is missing (--{what.lower()} or env {env} is empty); {NAME_HINT}",
-            code=2,
-        )
+        raise ExportError(f"{what} name is missing (--{what.lower()} or env {env} is empty); {NAME_HINT}", code=2)
     if not NAME_RE.fullmatch(value):
-        raise ExportError(
-            f"invalid {what.lower()} name {value!r}: use letters, hyphens and apostrophes only "
-            f"(no spaces, digits or slashes), exactly as displayed on Quercus; {NAME_HINT}",
-            code=2,
-        )
+        raise ExportError(f"invalid {what.lower()} name {value!r}: use letters, hyphens and apostrophes only (no "
+                          f"spaces, digits or slashes), exactly as displayed on Quercus; {NAME_HINT}", code=2)
     return value
 
 
-def submission_notebook_name(last: str, first: str) -> str:
-    return f"{last}_{first}_Assgn3.ipynb"
-
-
-# ------------------------------------------------------------------------ notebook
-def _source(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
-def question_number(cell) -> int | None:
-    """N if ``cell`` is a markdown cell whose source starts with ``# Question N``."""
-    if cell.get("cell_type") != "markdown":
-        return None
-    m = HEADING_RE.match(_source(cell).lstrip())
-    return int(m.group(1)) if m else None
-
-
-def _require(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ExportError(
-            f"Python package {module.split('.')[0]} is missing in {sys.executable}; "
-            "install it with: pip install nbformat nbconvert  (or re-create the venv)"
-        ) from exc
-
-
-def load_notebook(path: Path):
-    nbformat = _require("nbformat")
-
+def load_executed_notebook(path: Path):
+    """The notebook at `path`, refused unless every non-empty code cell ran without an error output."""
     if not path.is_file():
-        raise ExportError(
-            f"notebook not found: {path} (run the notebook first, e.g. `make run`)"
-        )
+        raise ExportError(f"notebook not found: {path} (run the notebook first, e.g. `make run`)")
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # nbformat raises several kinds
         raise ExportError(f"cannot read notebook {path}: {exc}") from exc
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.source.strip() and cell.get("execution_count") is None:
+            raise ExportError(f"{path}: code cell {index} was not executed (execution_count is None); run the "
+                              "whole notebook top to bottom and save it before exporting")
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                raise ExportError(f"{path}: code cell {index} has an error output ({output.get('ename', 'Error')}: "
+                                  f"{output.get('evalue', '')}); fix it and re-run the notebook before exporting")
     return nb
 
 
-def check_executed(nb, path: Path) -> None:
-    """Every non-empty code cell ran, and no cell holds an error output."""
-    for idx, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        if _source(cell).strip() and cell.get("execution_count") is None:
-            raise ExportError(
-                f"{path}: code cell {idx} was not executed (execution_count is None); "
-                "run the whole notebook top to bottom and save it before exporting"
-            )
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                ename = out.get("ename", "Error")
-                evalue = out.get("evalue", "")
-                raise ExportError(
-                    f"{path}: code cell {idx} has an error output ({ename}: {evalue}); "
-                    "fix it and re-run the notebook before exporting"
-                )
+def question_number(cell) -> int | None:
+    """N if `cell` is a markdown cell whose source starts with ``# Question N``."""
+    if cell.get("cell_type") != "markdown":
+        return None
+    match = HEADING_RE.match(cell.source.lstrip())
+    return int(match.group(1)) if match else None
 
 
-def slice_notebook(nb, path: Path) -> dict[int, list[int]]:
-    """Map question number -> indices of the cells of its PDF (preamble + question)."""
-    headings = [(i, question_number(c)) for i, c in enumerate(nb.cells)]
-    headings = [(i, q) for i, q in headings if q is not None]
-    seen: dict[int, int] = {}
-    for i, q in headings:
-        if q in seen:
-            raise ExportError(
-                f"{path}: '# Question {q}' heading appears twice (cells {seen[q]} and {i})"
-            )
-        seen[q] = i
-    if not headings:
-        raise ExportError(
-            f"{path}: no markdown cell starting with '# Question N'; cannot slice the notebook"
-        )
-
-    preamble = list(range(headings[0][0]))
-    bounds = [i for i, _ in headings] + [len(nb.cells)]
-    slices: dict[int, list[int]] = {}
-    for k, (start, q) in enumerate(headings):
-        body = list(range(start, bounds[k + 1]))
-        slices[q] = preamble + body
-
+def question_slices(nb, path: Path) -> tuple[range, dict[int, range]]:
+    """The shared cells (before the first question, title excluded) and each question's cells, as index ranges."""
+    starts: dict[int, int] = {}
+    for index, cell in enumerate(nb.cells):
+        q = question_number(cell)
+        if q in starts:
+            raise ExportError(f"{path}: '# Question {q}' heading appears twice (cells {starts[q]} and {index})")
+        if q is not None:
+            starts[q] = index
+    bounds = sorted(starts.values()) + [len(nb.cells)]
+    slices = {q: range(start, bounds[bounds.index(start) + 1]) for q, start in starts.items()}
     for q in QUESTIONS:
         if q not in slices:
-            raise ExportError(
-                f"{path}: slice for Question {q} is missing (no markdown cell starting with '# Question {q}')"
-            )
-        start = seen[q]
-        body = [i for i in slices[q] if i > start]
-        if not any(_source(nb.cells[i]).strip() for i in body):
-            raise ExportError(
-                f"{path}: slice for Question {q} is empty (nothing after its heading, cell {start})"
-            )
-    return slices
+            raise ExportError(f"{path}: slice for Question {q} is missing (no markdown cell starting with "
+                              f"'# Question {q}')")
+        if not any(nb.cells[i].source.strip() for i in slices[q][1:]):
+            raise ExportError(f"{path}: slice for Question {q} is empty (nothing after its heading, cell {starts[q]})")
+    return range(1, bounds[0]), slices
 
 
-# Rough print geometry (A4, 12 mm margins, 9 pt code): used only to decide which
-# cells are too tall to be kept on one page.
-PAGE_HEIGHT_PX = 1030
-CONTENT_WIDTH_PX = 640
-CODE_LINE_PX, CODE_CHARS_PER_LINE = 16, 95
-TEXT_LINE_PX, TEXT_CHARS_PER_LINE = 20, 100
-OUTPUT_ONLY_TAG = "print-output-only"  # the notebook's rendered discussions
-SKIP_TAG = "print-skip"  # plumbing the notebook explains in prose (checkpoints, training loop, ...)
-BREAKABLE_TAG = "print-breakable"  # -> class celltag_print-breakable (see print.css)
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+def appendix_heading_cell():
+    """The markdown cell that separates the answer from the shared cells printed after it."""
+    return nbformat.v4.new_markdown_cell(f"# {APPENDIX_HEADING}\n\n{APPENDIX_TEXT}",
+                                         metadata={"tags": [APPENDIX_TAG]})
 
 
-def _wrapped_lines(text: str, width: int) -> int:
-    return (
-        sum(max(1, -(-len(line) // width)) for line in text.splitlines()) if text else 0
-    )
+def question_notebook(nb, shared: range, answer: range):
+    """A copy of `nb` to print for one question: its answer, the appendix heading, then the question's own cells
+    tagged `print-appendix` (helpers its answer uses: metrics, figure code), then the shared cells.
+
+    The saved widget state is left out: without it nbconvert prints each widget's text fallback (a progress bar's
+    last line), where with it the widget would render as a script, blank on paper."""
+    printed = nbformat.from_dict(nb)
+    printed.metadata.pop("widgets", None)
+    helpers = [i for i in answer if MOVE_TAG in nb.cells[i].metadata.get("tags", [])]
+    printed.cells = ([nb.cells[i] for i in answer if i not in helpers] + [appendix_heading_cell()]
+                     + [nb.cells[i] for i in helpers] + [nb.cells[i] for i in shared])
+    return printed
 
 
-def _png_height_px(b64: str) -> int:
-    import base64
-    import struct
-
-    try:
-        head = base64.b64decode(b64.replace("\n", "")[:44])
-        w, h = struct.unpack(">II", head[16:24])
-        return int(h * min(1.0, CONTENT_WIDTH_PX / w)) if w else 400
-    except (ValueError, struct.error):  # not a PNG header: assume a typical figure
-        return 400
-
-
-def estimated_height_px(cell) -> int:
-    """Approximate printed height of a cell (input + outputs)."""
-    if cell.get("cell_type") == "markdown":
-        return _wrapped_lines(_source(cell), TEXT_CHARS_PER_LINE) * TEXT_LINE_PX
-    height = _wrapped_lines(_source(cell), CODE_CHARS_PER_LINE) * CODE_LINE_PX + 20
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            text = out.get("text", "")
-            height += (
-                _wrapped_lines(
-                    "".join(text) if isinstance(text, list) else text,
-                    CODE_CHARS_PER_LINE,
-                )
-                * CODE_LINE_PX
-            )
-            continue
-        data = out.get("data", {})
-        if "image/png" in data:
-            png = data["image/png"]
-            height += _png_height_px("".join(png) if isinstance(png, list) else png)
-        elif any(k.startswith("image/") for k in data):
-            height += 400
-        elif "text/markdown" in data:
-            text = data["text/markdown"]
-            text = "".join(text) if isinstance(text, list) else text
-            height += _wrapped_lines(text, TEXT_CHARS_PER_LINE) * TEXT_LINE_PX
-        elif "text/html" in data or "text/plain" in data:
-            text = (
-                data.get("text/plain", "")
-                if "text/html" not in data
-                else data["text/html"]
-            )
-            text = "".join(text) if isinstance(text, list) else text
-            height += min(_wrapped_lines(text, CODE_CHARS_PER_LINE), 200) * CODE_LINE_PX
-    return height
+def html_exporter(mathjax: str) -> HTMLExporter:
+    """nbconvert's HTML exporter with the print template, offline MathJax, no prompts and the print tags applied."""
+    return HTMLExporter(config=Config({
+        "TagRemovePreprocessor": {"enabled": True, "remove_cell_tags": {SKIP_TAG},
+                                  "remove_input_tags": {OUTPUT_ONLY_TAG}},
+        "RegexRemovePreprocessor": {"enabled": True, "patterns": [r"\s*\Z"]},  # blank cells print nothing
+        "CoalesceStreamsPreprocessor": {"enabled": True},  # one block per cell for consecutive prints
+        "HTMLExporter": {"template_name": "print", "extra_template_basedirs": [str(TEMPLATE_DIR)],
+                         "mathjax_url": mathjax, "exclude_input_prompt": True, "exclude_output_prompt": True},
+    }))
 
 
-def sub_notebook(nb, indices: list[int]):
-    """The cells to print, as a new notebook (the source notebook is not modified).
-
-    Blank code cells without output, and cells tagged ``print-skip``, are left
-    out of the print. Cells taller than ~25% of a page are tagged so that the
-    print CSS lets them break across pages
-    (short cells are kept whole; a tall one pushed to the next page would leave a
-    large blank gap).
-    """
-    import copy
-
-    sub = copy.deepcopy(nb)
-    cells = []
-    for i in indices:
-        cell = copy.deepcopy(nb.cells[i])
-        if (
-            cell.get("cell_type") == "code"
-            and not _source(cell).strip()
-            and not cell.get("outputs")
-        ) or SKIP_TAG in cell.get("metadata", {}).get("tags", []):
-            continue
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            # Widgets cannot run on paper: print their text fallback (e.g. a tqdm bar).
-            if WIDGET_MIME in data and len(data) > 1:
-                del data[WIDGET_MIME]
-        if estimated_height_px(cell) > 0.25 * PAGE_HEIGHT_PX:
-            tags = list(cell.setdefault("metadata", {}).get("tags", []))
-            cell["metadata"]["tags"] = tags + [BREAKABLE_TAG]
-        cells.append(cell)
-    sub.cells = cells
-    sub.metadata.pop("widgets", None)
-    return sub
+def render_html(exporter: HTMLExporter, nb, html: Path, title: str) -> Path:
+    """Write `nb` as the print HTML file `html`, titled `title`."""
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    html.write_text(body, encoding="utf-8")
+    return html
 
 
-# -------------------------------------------------------------------------- tools
-def find_chromium(explicit: str | None) -> str:
-    candidates = (
-        [explicit]
-        if explicit
-        else [os.environ.get("CHROMIUM") or None, *CHROMIUM_NAMES]
-    )
-    for name in candidates:
-        if not name:
-            continue
-        found = shutil.which(name)
-        if found:
-            return found
-    if explicit:
-        raise ExportError(f"chromium executable not found: {explicit}; {APT_HINT}")
-    raise ExportError(
-        f"chromium not found on PATH (needed to print the PDFs); {APT_HINT}"
-    )
+def find_tool(explicit: str | None, names: tuple[str, ...], what: str) -> str:
+    """The path of the executable `explicit`, else of the first of `names` on PATH."""
+    for name in [explicit] if explicit else names:
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise ExportError(f"{what} not found: {explicit or ' / '.join(names)}; {APT_HINT}")
 
 
 def mathjax_url(explicit: str | None) -> str:
     if explicit:
         return explicit
     if not MATHJAX_JS.is_file():
-        raise ExportError(
-            f"MathJax not found at {MATHJAX_JS} (needed to render math offline); {APT_HINT}"
-        )
+        raise ExportError(f"MathJax not found at {MATHJAX_JS} (needed to render math offline); {APT_HINT}")
     return f"{MATHJAX_JS.as_uri()}?config={MATHJAX_CONFIG}"
 
 
-def render_html(nb, title: str, mathjax: str) -> str:
-    HTMLExporter = _require("nbconvert").HTMLExporter
-    TagRemovePreprocessor = _require("nbconvert.preprocessors").TagRemovePreprocessor
-    exporter = HTMLExporter(
-        template_name=TEMPLATE_NAME,
-        extra_template_basedirs=[str(TEMPLATE_DIR)],
-        mathjax_url=mathjax,
-    )
-    # cells that only build rendered text from the run's numbers print their output, not their code
-    exporter.register_preprocessor(
-        TagRemovePreprocessor(remove_input_tags={OUTPUT_ONLY_TAG}), enabled=True
-    )
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return body
-
-
 def print_pdf(chromium: str, html: Path, pdf: Path, workdir: Path) -> None:
+    """Print `html` to the A4 PDF `pdf` with headless Chromium (flags: /work/shared/TOOLCHAIN.md), offline."""
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir))
-    cmd = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        f"--user-data-dir={profile}",
-        "--no-pdf-header-footer",
-        "--virtual-time-budget=20000",
-        f"--print-to-pdf={pdf}",
-        html.as_uri(),
-    ]
-    env = dict(
-        os.environ, HOME=str(profile)
-    )  # keep chromium's crash/cache dirs out of $HOME
-    try:
-        proc = subprocess.run(
-            cmd,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=CHROMIUM_TIMEOUT_S,
-            env=env,
-        )
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}", "--no-pdf-header-footer",
+               "--virtual-time-budget=20000", f"--print-to-pdf={pdf}", html.as_uri()]
+    try:  # HOME in the profile keeps Chromium's crash and cache folders out of the user's home
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=CHROMIUM_TIMEOUT_S, env=dict(os.environ, HOME=str(profile)), check=False)
     except subprocess.TimeoutExpired as exc:
-        raise ExportError(
-            f"chromium did not finish printing {html.name} within {CHROMIUM_TIMEOUT_S}s"
-        ) from exc
+        raise ExportError(f"chromium did not finish printing {html.name} within {CHROMIUM_TIMEOUT_S} s") from exc
     except OSError as exc:
-        raise ExportError(
-            f"cannot run chromium ({chromium}): {exc}; {APT_HINT}"
-        ) from exc
+        raise ExportError(f"cannot run chromium ({chromium}): {exc}; {APT_HINT}") from exc
     finally:
         shutil.rmtree(profile, ignore_errors=True)
-    ok = pdf.is_file() and pdf.stat().st_size > 0 and pdf.read_bytes()[:5] == b"%PDF-"
-    if proc.returncode != 0 or not ok:
+    if proc.returncode != 0 or not pdf.is_file() or pdf.read_bytes()[:5] != b"%PDF-":
         tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-15:]
-        raise ExportError(
-            f"chromium failed to print {html.name} (exit {proc.returncode}):\n  "
-            + "\n  ".join(tail)
-        )
+        raise ExportError(f"chromium failed to print {html.name} (exit {proc.returncode}):\n  " + "\n  ".join(tail))
 
 
-# --------------------------------------------------------------------------- main
-def export(
-    notebook: Path,
-    written: Path,
-    out: Path,
-    last: str,
-    first: str,
-    chromium: str | None = None,
-    mathjax: str | None = None,
-    keep_html: bool = False,
-) -> list[Path]:
-    """Validate everything, render into a temp dir, then move files into ``out``."""
-    nb = load_notebook(notebook)
-    check_executed(nb, notebook)
-    slices = slice_notebook(nb, notebook)
+def page_texts(pdftotext: str, pdf: Path) -> list[str]:
+    """The text of each page of `pdf`, whitespace collapsed (pdftotext ends every page with a form feed)."""
+    text = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return [re.sub(r"\s+", " ", page) for page in text.split("\f")[:-1]]
 
-    written_src = {}
+
+def page_split(pages: list[str], name: str) -> dict[str, int]:
+    """Answer and appendix pages: the appendix starts on the first page that shows its heading."""
+    start = next((i for i, text in enumerate(pages) if APPENDIX_HEADING in text), None)
+    if start is None:
+        raise ExportError(f"{name}: the heading '{APPENDIX_HEADING}' is not on any printed page; check the print "
+                          f"template in {TEMPLATE_DIR}")
+    return {"answer_pages": start, "appendix_pages": len(pages) - start}
+
+
+def written_answers(folder: Path) -> dict[int, Path]:
+    """``folder/q1.pdf`` ... ``q4.pdf``, each checked to be a PDF."""
+    found = {}
     for q in WRITTEN:
-        src = written / f"q{q}.pdf"
-        if not src.is_file() or src.stat().st_size == 0:
-            raise ExportError(
-                f"written answer {src} is missing; run `make written` first"
-            )
-        with open(src, "rb") as fh:
-            if fh.read(5) != b"%PDF-":
-                raise ExportError(
-                    f"written answer {src} is not a PDF; run `make written` to rebuild it"
-                )
-        written_src[q] = src
+        path = folder / f"q{q}.pdf"
+        if not path.is_file() or path.read_bytes()[:5] != b"%PDF-":
+            raise ExportError(f"written answer {path} is missing or not a PDF; run `make written` to build it")
+        found[q] = path
+    return found
 
-    chromium_bin = find_chromium(chromium)
-    mj = mathjax_url(mathjax)
+
+def publish(stage: Path, out: Path, names: list[str], notebook_name: str) -> list[Path]:
+    """Move the finished files from `stage` into `out` (same file system: atomic renames); drop older notebooks."""
+    for name in names:
+        os.replace(stage / name, out / name)
+    for stale in out.glob("*_Assgn3.ipynb"):  # a notebook from an earlier export under other names
+        if stale.name != notebook_name and stale.is_file():
+            stale.unlink()
+            print(f"export_submission: removed stale {stale.name} from {out}")
+    return [out / name for name in names]
+
+
+def export(notebook: Path, written: Path, out: Path, last: str, first: str, chromium: str | None = None,
+           mathjax: str | None = None, keep_html: bool = False) -> list[Path]:
+    """Check every input, render the package in a temporary folder inside `out`, then move it into `out`."""
+    nb = load_executed_notebook(notebook)
+    shared, answers = question_slices(nb, notebook)
+    written_pdfs = written_answers(written)
+    chromium_bin = find_tool(chromium or os.environ.get("CHROMIUM"), CHROMIUM_NAMES, "chromium")
+    pdftotext = find_tool(None, ("pdftotext",), "pdftotext (poppler-utils)")
+    exporter = html_exporter(mathjax_url(mathjax))
 
     out = out.resolve()
     created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
-    ok = False
     try:
-        produced: list[str] = []
+        names, pages = [], {}
         for q in QUESTIONS:
-            sub = sub_notebook(nb, slices[q])
-            html = stage / f"programming_q{q}.html"
-            html.write_text(
-                render_html(sub, f"{last} {first} - Assignment 3 - Question {q}", mj),
-                encoding="utf-8",
-            )
-            print_pdf(chromium_bin, html, stage / f"programming_q{q}.pdf", stage)
-            produced.append(f"programming_q{q}.pdf")
-            if keep_html:
-                produced.append(html.name)
-        for q, src in written_src.items():
-            shutil.copyfile(src, stage / f"written_q{q}.pdf")
-            produced.append(f"written_q{q}.pdf")
-        nb_name = submission_notebook_name(last, first)
-        shutil.copyfile(notebook, stage / nb_name)
-        produced.append(nb_name)
-
-        final = []
-        for name in (
-            produced
-        ):  # all files exist: now publish them (same filesystem -> atomic renames)
-            os.replace(stage / name, out / name)
-            final.append(out / name)
-        ok = True
-        for stale in out.glob(
-            "*_Assgn3.ipynb"
-        ):  # a notebook from an earlier run under other names
-            if stale.name != nb_name and stale.is_file():
-                stale.unlink()
-                print(f"export_submission: removed stale {stale.name} from {out}")
-        return final
+            pdf = stage / f"programming_q{q}.pdf"
+            html = render_html(exporter, question_notebook(nb, shared, answers[q]), pdf.with_suffix(".html"),
+                               f"{last} {first} - Assignment 3 - Question {q}")
+            print_pdf(chromium_bin, html, pdf, stage)
+            pages[pdf.name] = page_split(page_texts(pdftotext, pdf), pdf.name)
+            names += [pdf.name, html.name] if keep_html else [pdf.name]
+        (stage / "pages.json").write_text(json.dumps(pages, indent=2) + "\n")
+        names.append("pages.json")
+        for q, source in written_pdfs.items():
+            shutil.copyfile(source, stage / f"written_q{q}.pdf")
+            names.append(f"written_q{q}.pdf")
+        notebook_name = f"{last}_{first}_Assgn3.ipynb"
+        shutil.copyfile(notebook, stage / notebook_name)
+        names.append(notebook_name)
+        files = publish(stage, out, names, notebook_name)
+    except BaseException:
+        if created_out:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-        if not ok and created_out:
-            try:
-                out.rmdir()  # only if still empty
-            except OSError:
-                pass
+    for name, split in pages.items():
+        print(f"export_submission: {name}: {split['answer_pages']} answer pages, "
+              f"{split['appendix_pages']} appendix pages")
+    return files
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Export the per-question PDFs, written PDFs and renamed notebook for Crowdmark.",
-    )
-    p.add_argument(
-        "--notebook",
-        type=Path,
-        default=Path("Lastname_Firstname_Asgn3.ipynb"),
-        help="executed notebook (default: %(default)s)",
-    )
-    p.add_argument(
-        "--written",
-        type=Path,
-        default=Path("written"),
-        help="folder with q1.pdf..q4.pdf from `make written` (default: %(default)s)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("submission"),
-        help="output folder (default: %(default)s)",
-    )
-    p.add_argument(
-        "--last", default=None, help="last name as shown on Quercus (default: env LAST)"
-    )
-    p.add_argument(
-        "--first",
-        default=None,
-        help="first name as shown on Quercus (default: env FIRST)",
-    )
-    p.add_argument(
-        "--chromium",
-        default=None,
-        help="chromium executable (default: env CHROMIUM, else chromium on PATH)",
-    )
-    p.add_argument(
-        "--mathjax-url",
-        default=None,
-        help=f"MathJax 2 URL (default: {MATHJAX_JS.as_uri()}?config={MATHJAX_CONFIG})",
-    )
-    p.add_argument(
-        "--keep-html", action="store_true", help="also keep the intermediate HTML files"
-    )
-    return p
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default = " (default: %(default)s)"
+    parser.add_argument("--notebook", type=Path, default=Path("Lastname_Firstname_Asgn3.ipynb"), help="the executed "
+                        "notebook" + default)
+    parser.add_argument("--written", type=Path, default=Path("written"), help="folder of `make written`" + default)
+    parser.add_argument("--out", type=Path, default=Path("submission"), help="output folder" + default)
+    parser.add_argument("--last", help="last name as shown on Quercus (default: env LAST)")
+    parser.add_argument("--first", help="first name as shown on Quercus (default: env FIRST)")
+    parser.add_argument("--chromium", help="Chromium executable (default: env CHROMIUM, else chromium on PATH)")
+    parser.add_argument("--mathjax-url", help=f"MathJax 2 URL (default: {MATHJAX_JS.as_uri()}?config={MATHJAX_CONFIG})")
+    parser.add_argument("--keep-html", action="store_true", help="also keep the HTML files Chromium printed")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        last = validate_name(
-            args.last if args.last is not None else os.environ.get("LAST"),
-            "Last",
-            "LAST",
-        )
-        first = validate_name(
-            args.first if args.first is not None else os.environ.get("FIRST"),
-            "First",
-            "FIRST",
-        )
-        files = export(
-            args.notebook,
-            args.written,
-            args.out,
-            last,
-            first,
-            chromium=args.chromium,
-            mathjax=args.mathjax_url,
-            keep_html=args.keep_html,
-        )
+        last = validate_name(args.last if args.last is not None else os.environ.get("LAST"), "Last", "LAST")
+        first = validate_name(args.first if args.first is not None else os.environ.get("FIRST"), "First", "FIRST")
+        files = export(args.notebook, args.written, args.out, last, first, chromium=args.chromium,
+                       mathjax=args.mathjax_url, keep_html=args.keep_html)
     except ExportError as exc:
         print(f"export_submission: error: {exc}", file=sys.stderr)
         return exc.code
-    print(f"export_submission: wrote {len(files)} files to {args.out}/:")
-    for f in files:
-        print(f"  {f.name}")
+    print(f"export_submission: wrote {len(files)} files to {args.out}/: " + ", ".join(f.name for f in files))
     return 0
 
 

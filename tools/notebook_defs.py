@@ -6,9 +6,14 @@ statements and literal constants of its code cells and executes them in a fresh 
 values for the configuration globals those definitions read (DEVICE, CHECKPOINTS, CFG, ...) take
 precedence over the notebook's own literals (PROFILE = "auto" in the notebook does not undo PROFILE="test").
 
-Each cell is compiled under its own file name with its source registered in `linecache`, so that
-`inspect.getsource` returns the cell's text, as it does in Jupyter: the notebook's cache keys hash the
-source of the functions a stage runs, and they must come out the same here and in the notebook.
+Each cell is compiled under its own file name with its source registered in `linecache` as IPython registers
+it (with a final newline), so that `inspect.getsource` returns the same text as in Jupyter: the notebook's
+cache keys hash the source of the functions a stage runs, and they must come out the same here and in the
+notebook, so that tools and tests find the stages a notebook run stored, and the notebook theirs.
+
+The definitions live in a module named "__main__", the name they carry in Jupyter, and their classes are also
+set on the running program's own __main__ module: a stage's stored result pickles its networks by class
+(`__main__.VQVAE`), and must unpickle here as in the notebook.
 """
 from __future__ import annotations
 
@@ -22,7 +27,6 @@ import nbformat
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "Lastname_Firstname_Asgn3.ipynb"
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
-MODULE_NAME = "asgn3_notebook"
 
 
 def is_literal_assignment(node: ast.stmt) -> bool:
@@ -44,19 +48,21 @@ def definitions(code: str) -> list[ast.stmt]:
 def load_definitions(notebook: Path = NOTEBOOK, **globals_) -> types.ModuleType:
     """A module holding the notebook's definitions, with `globals_` (e.g. DEVICE=torch.device("cpu")) set.
 
-    The module is registered in sys.modules under its name, so that objects of its classes can be pickled
-    (the notebook's stages store trained networks)."""
+    Load it once per process: its classes become the ones `__main__.<name>` pickles refer to."""
     cells = [cell for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
-    module = types.ModuleType(MODULE_NAME)
-    sys.modules[MODULE_NAME] = module
+    module = types.ModuleType("__main__")
     module.__dict__.update(globals_)
     for index, cell in enumerate(cells):
         body = definitions(cell.source)
         if not body:
             continue
         filename = f"<{notebook.name} code cell {index}>"
-        lines = cell.source.splitlines(keepends=True)
-        linecache.cache[filename] = (len(cell.source), None, lines, filename)
+        source = cell.source + "\n"
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         exec(compile(ast.Module(body=body, type_ignores=[]), filename, "exec"), module.__dict__)
     module.__dict__.update(globals_)
+    main = sys.modules["__main__"]
+    for name, value in vars(module).items():
+        if isinstance(value, type) and value.__module__ == "__main__":
+            setattr(main, name, value)
     return module
