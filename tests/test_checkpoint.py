@@ -16,6 +16,13 @@ def define(nb, source: str) -> None:
     exec(compile(source, filename, "exec"), nb.__dict__)
 
 
+def with_cell(nb, source: str, checkpoints, monkeypatch):
+    """The notebook with `source` defined as a new cell and its stages stored under `checkpoints` (fresh)."""
+    monkeypatch.setattr(nb, "CHECKPOINTS", checkpoints)
+    define(nb, source)
+    return nb
+
+
 COUNTER = """
 CALLS = []
 
@@ -32,9 +39,7 @@ def counted(x, factor=1):
 @pytest.fixture
 def counted(nb, tmp_path, monkeypatch):
     """A stage `counted(x)` = double(x), which records every computation in nb.CALLS; fresh checkpoints."""
-    monkeypatch.setattr(nb, "CHECKPOINTS", tmp_path)
-    define(nb, COUNTER)
-    return nb
+    return with_cell(nb, COUNTER, tmp_path, monkeypatch)
 
 
 def test_a_stage_computes_once_per_key_and_loads_afterwards(counted):
@@ -125,9 +130,8 @@ def interrupt(nb, epochs: int, at: int) -> dict:
 
 @pytest.fixture
 def trainer(nb, tmp_path, monkeypatch):
-    monkeypatch.setattr(nb, "CHECKPOINTS", tmp_path)
-    define(nb, TRAINER)
-    return nb
+    """A stage `train_toy(epochs)` that trains through train_epochs and can be interrupted; fresh checkpoints."""
+    return with_cell(nb, TRAINER, tmp_path, monkeypatch)
 
 
 def test_an_interrupted_training_resumes_after_its_last_epoch(trainer):
