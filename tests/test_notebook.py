@@ -8,7 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from notebook_defs import NOTEBOOK
+from notebook_defs import NOTEBOOK, configuration_source
 
 PROCESS_WORDS = ("issue", "floor", "bench", "quality target", "previous execution", "earlier version", "previous run",
                  "development", "bit for bit", "bit-for-bit", "we tried", "make bench", "sweep we", "earlier today")
@@ -209,19 +209,11 @@ def test_fp16_rerun_loads_every_stage_of_another_precision_and_trains_in_fp16(fp
     assert q2["mixed_precision"] == "fp16" and not any(line.split()[2] == "resumed" for line in rerun)
 
 
-def configuration_cell_source():
-    """The imports, the configuration cell and the two cells after it, which define and resolve the profile."""
-    cells = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
-    imports = next(source for source in cells if "import torch\n" in source)
-    config = next(i for i, source in enumerate(cells) if source.startswith("PROFILE = "))
-    return "\n".join([imports, cells[config], cells[config + 1], cells[config + 2]])
-
-
 def run_configuration(monkeypatch, namespace: dict) -> None:
     """Execute the configuration cells in `namespace`. Their set_matplotlib_formats starts an IPython shell, which
     replaces sys.modules["__main__"], where the stored stages find the notebook's classes: restore it afterwards."""
     monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
-    exec(configuration_cell_source(), namespace)
+    exec(configuration_source(), namespace)
 
 
 @pytest.mark.parametrize("cuda, env, expected", [(True, None, "gpu"), (False, None, "cpu"), (True, "cpu", "cpu"),
@@ -374,7 +366,7 @@ def test_a_typo_in_a_profile_is_refused_with_the_keys_it_could_mean(nb):
 
 def test_the_callers_values_take_precedence_over_the_notebooks_literals(nb):
     """The notebook says PROFILE = "auto"; the tests' loader asked for "test" and must get it."""
-    assert 'PROFILE = "auto"' in configuration_cell_source() and nb.PROFILE == "test"
+    assert 'PROFILE = "auto"' in configuration_source() and nb.PROFILE == "test"
 
 
 def question_cells(notebook, number: int) -> list:

@@ -26,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import torch
 from estimate_time import operations, stage_work
-from notebook_defs import NOTEBOOK, load_definitions
+from notebook_defs import configuration_source, load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,15 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def notebook_choices(profile: str | None) -> dict:
     """Run the notebook's imports and configuration cells as the notebook does (with ASGN3_PROFILE=`profile` when
     given); return the profile, device, precision and cuDNN setting they chose, and the configuration."""
-    cells = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells if cell.cell_type == "code"]
-    config = next(i for i, source in enumerate(cells) if source.startswith("PROFILE = "))
-    imports = next(source for source in cells if "import torch\n" in source)
     previous = os.environ.get("ASGN3_PROFILE")
     if profile:
         os.environ["ASGN3_PROFILE"] = profile
     namespace: dict = {}
     try:
-        exec("\n".join([imports, *cells[config:config + 3]]), namespace)
+        exec(configuration_source(), namespace)
     finally:
         if previous is None:
             os.environ.pop("ASGN3_PROFILE", None)

@@ -66,3 +66,12 @@ def load_definitions(notebook: Path = NOTEBOOK, **globals_) -> types.ModuleType:
         if isinstance(value, type) and value.__module__ == "__main__":
             setattr(main, name, value)
     return module
+
+
+def configuration_source(notebook: Path = NOTEBOOK) -> str:
+    """The notebook's imports, its configuration cell and the two cells after it, which define and resolve the
+    profile, the device and the precision: executed alone, they make the choices a Run-all would make."""
+    cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
+    imports = next(source for source in cells if "import torch\n" in source)
+    config = next(i for i, source in enumerate(cells) if source.startswith("PROFILE = "))
+    return "\n".join([imports, *cells[config:config + 3]])
