@@ -23,11 +23,11 @@ help:
 	@echo "make written  rebuild the written answers' PDFs (written/q1.pdf ... q4.pdf)"
 	@echo "make pdfs LAST=Doe FIRST=Jane   the submission package in submission/"
 	@echo "make lint     ruff on the notebook, tools and tests"
-	@echo "make constraints  re-resolve tools/constraints.txt from tools/constraints.in (UPGRADE=1: newest releases)"
+	@echo "make constraints  re-resolve tools/pins/constraints.txt from tools/pins/constraints.in (UPGRADE=1: newest releases)"
 
-$(VENV)/.installed: requirements.txt tools/requirements-dev.txt tools/constraints.txt
+$(VENV)/.installed: requirements.txt tools/pins/requirements-dev.txt tools/pins/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r tools/requirements-dev.txt -c tools/constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r tools/pins/requirements-dev.txt -c tools/pins/constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed
@@ -83,7 +83,7 @@ lint: setup
 constraints: setup
 	CUSTOM_COMPILE_COMMAND="make constraints" $(PY) -m piptools compile --quiet --strip-extras --allow-unsafe \
 	  --no-emit-find-links --no-emit-index-url $(if $(UPGRADE),--upgrade) \
-	  --output-file tools/constraints.txt tools/constraints.in
+	  --output-file tools/pins/constraints.txt tools/pins/constraints.in
 
 clean:
 	rm -rf submission .pytest_cache

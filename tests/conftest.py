@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
+from lib.notebook_defs import NOTEBOOK, load_definitions  # noqa: E402
 
 DATA = ROOT / "data"
 NOTEBOOK_FIXTURES = {"smoke_notebook", "fp16_rerun_notebook"}

@@ -8,7 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from notebook_defs import NOTEBOOK, configuration_source
+from lib.notebook_defs import NOTEBOOK, configuration_source
 
 PROCESS_WORDS = ("issue", "floor", "bench", "quality target", "previous execution", "earlier version", "previous run",
                  "development", "bit for bit", "bit-for-bit", "we tried", "make bench", "sweep we", "earlier today")
@@ -50,7 +50,7 @@ def test_long_cells_only_define():
     helpers), so that every run cell is short and reads as the step it performs."""
     import ast
 
-    from notebook_defs import definitions
+    from lib.notebook_defs import definitions
 
     too_long = [cell.source.splitlines()[0] for cell in code_cells(nbformat.read(NOTEBOOK, as_version=4))
                 if len(cell.source.splitlines()) > 45

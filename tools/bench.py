@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from notebook_defs import load_definitions
+from lib.notebook_defs import load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHOR_FILES = ("keras_vq_recipe_samples.npy", "keras_vq_recipe_test_recon.npy", "song_recipe_samples.npy")

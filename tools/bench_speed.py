@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from notebook_defs import load_definitions
+from lib.notebook_defs import load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_SCORE_NET = {"channels": [24, 48, 96], "embed_dim": 128, "res_blocks": [0, 1, 1], "space_to_depth": False}

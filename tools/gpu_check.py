@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 from estimate_time import operations, stage_work
-from notebook_defs import configuration_source, load_definitions
+from lib.notebook_defs import configuration_source, load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 

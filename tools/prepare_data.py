@@ -7,10 +7,11 @@ present, `download=True` downloads nothing. This tool puts them there:
   `--mirror` or the environment variable ASGN3_DATA_MIRROR (CI points it at ../shared/data);
 * otherwise from the official download locations.
 
-Every file is verified against the SHA-256 sums in tools/data_checksums.txt (of the .gz and of the
-decompressed file), written to a temporary file and renamed into place only once verified, so an
-interrupted or corrupt run never leaves a partial file behind. A second run finds everything in place
-and does nothing.
+Every decompressed file is verified against the SHA-256 sums the notebook itself checks (its
+IDX_SHA256 table: one source for both), written to a temporary file and renamed into place only once
+verified, so an interrupted or corrupt run never leaves a partial file behind. A second run finds
+everything in place and does nothing. A .gz is judged by what it decompresses to: the mirror's files
+were recompressed, so their bytes differ from the official downloads while their content does not.
 
 usage: python tools/prepare_data.py [--root data] [--mirror DIR]
 """
@@ -26,7 +27,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKSUMS = Path(__file__).with_name("data_checksums.txt")
+from lib.notebook_defs import notebook_constant
+
 MIRROR_ENV = "ASGN3_DATA_MIRROR"
 OFFICIAL_URLS = {
     "MNIST": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
@@ -40,10 +42,9 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class DataFile:
-    """One IDX file: where it goes (`<Name>/raw/<file>`) and the SHA-256 of its .gz and of itself."""
+    """One IDX file: where it goes (`<Name>/raw/<file>`) and the SHA-256 of its decompressed content."""
 
     relpath: str
-    gz_sha256: str
     sha256: str
 
     @property
@@ -55,10 +56,9 @@ class DataFile:
         return self.relpath.rsplit("/", 1)[1]
 
 
-def read_manifest(path: Path = CHECKSUMS) -> list[DataFile]:
-    """The table in tools/data_checksums.txt: one `gz_sha256 sha256 relpath` line per file."""
-    rows = [line.split() for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return [DataFile(relpath=p, gz_sha256=g, sha256=s) for g, s, p in rows]
+def read_manifest() -> list[DataFile]:
+    """The notebook's IDX_SHA256 table, {relpath: sha256 of the decompressed file}, as DataFile entries."""
+    return [DataFile(relpath=relpath, sha256=digest) for relpath, digest in notebook_constant("IDX_SHA256").items()]
 
 
 def sha256(data: bytes) -> str:
@@ -98,9 +98,10 @@ def from_mirror(mirror: Path, entry: DataFile) -> bytes:
     fix = f"replace the file in the mirror {mirror} with the canonical one, or unset {MIRROR_ENV} to download"
     gz_path, raw_path = mirror / f"{entry.relpath}.gz", mirror / entry.relpath
     if gz_path.is_file():
-        packed = gz_path.read_bytes()
-        verify(packed, entry.gz_sha256, str(gz_path), fix)
-        return gzip.decompress(packed)
+        try:
+            return gzip.decompress(gz_path.read_bytes())
+        except (OSError, EOFError) as error:
+            raise DataError(f"{gz_path} is not a complete gzip file ({error})\n  fix: {fix}") from error
     if raw_path.is_file():
         return raw_path.read_bytes()
     raise DataError(f"{entry.relpath}(.gz) is not in the mirror folder {mirror}\n  fix: {fix}")
@@ -117,8 +118,10 @@ def from_official(entry: DataFile) -> bytes:
         except OSError as error:
             errors.append(f"{url}: {error}")
             continue
-        verify(packed, entry.gz_sha256, url, "retry later; if it persists the download is corrupt or has changed")
-        return gzip.decompress(packed)
+        try:
+            return gzip.decompress(packed)
+        except (OSError, EOFError) as error:
+            errors.append(f"{url}: not a complete gzip file ({error})")
     raise DataError(
         f"could not download {entry.relpath}:\n  " + "\n  ".join(errors)
         + f"\n  fix: without internet, point {MIRROR_ENV} (or --mirror) at a folder holding <Name>/raw/<file>.gz, "

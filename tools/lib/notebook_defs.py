@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "Lastname_Firstname_Asgn3.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "Lastname_Firstname_Asgn3.ipynb"
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
 
 
@@ -69,9 +69,21 @@ def load_definitions(notebook: Path = NOTEBOOK, **globals_) -> types.ModuleType:
 
 
 def configuration_source(notebook: Path = NOTEBOOK) -> str:
-    """The notebook's imports, its configuration cell and the two cells after it, which define and resolve the
-    profile, the device and the precision: executed alone, they make the choices a Run-all would make."""
+    """The notebook's imports, its configuration cell and the cell after it, which resolves the profile, the seed,
+    the device, the precision and the output folders: executed alone, they make the choices a Run-all would make."""
     cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
     imports = next(source for source in cells if "import torch\n" in source)
-    config = next(i for i, source in enumerate(cells) if source.startswith("PROFILE = "))
-    return "\n".join([imports, *cells[config:config + 3]])
+    config = next(i for i, source in enumerate(cells) if source.startswith("#@title Configuration"))
+    return "\n".join([imports, *cells[config:config + 2]])
+
+
+def notebook_constant(name: str, notebook: Path = NOTEBOOK):
+    """The value of the literal `NAME = ...` that a code cell of the notebook assigns (e.g. the data checksums),
+    read without executing anything."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:
+            if is_literal_assignment(node) and any(target.id == name for target in node.targets):
+                return ast.literal_eval(node.value)
+    raise KeyError(f"the notebook {notebook.name} assigns no literal {name}")
