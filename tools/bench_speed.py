@@ -1,15 +1,17 @@
 """Throughput of every training and sampling stage: the committed baseline against the settings we adopted.
 
-For each stage it times one call (a training step, a sampler step or a classifier pass) of several variants,
-interleaved round by round so that a slow stretch of a shared machine hits all of them alike, after warm-up
-calls (whose time, for `torch.compile`, is reported as the compile time). The median of the rounds gives images
-(or code grids) per second.
+For each stage it times one call (a training step, a sampler step or a classifier pass) of several variants with
+`torch.utils.benchmark.Timer`: in every round, one `blocked_autorange` per variant (its own warm-up, then blocks of
+calls for at least `MIN_RUN_TIME` seconds, the device synchronised around each block), the variants of a stage
+taken in turn from a shifted start, so that a slow stretch of a shared machine hits all of them alike. The median
+over the rounds of each round's median gives images (or code grids) per second. The first call of a variant runs
+before the rounds, timed with the Timer's own synchronising clock; for `torch.compile` it is the compile time.
 
 * baseline: the code path and networks of the notebook before the speed work: fp32, one host sync per step
-  (`loss.item()`), a Python loop for the EMA, the 28x28 score network [24, 48, 96], the prior's loss read
-  from [B, K, 7, 7] logits, and the VQ-VAE's nearest-code distances as three [M, K] operations.
+  (`loss.item()`), a Python loop for the weight average (EMA), the 28x28 score network [24, 48, 96], the prior's
+  loss read from [B, K, 7, 7] logits, and the VQ-VAE's nearest-code distances as three [M, K] operations.
 * adopted: the notebook's own functions and `cpu` configuration, with its mixed-precision choice for this
-  machine (AMP), no per-step syncs and the `_foreach` EMA.
+  machine (AMP), no per-step syncs and its `weight_average` (torch's AveragedModel, a `_foreach` EMA).
 * candidates that were measured but not adopted: channels-last, `torch.compile`, and bf16 autocast where this
   machine has no native bf16; for the score step also the adopted settings on the former 28x28 network.
 
@@ -17,7 +19,7 @@ Each training step runs at the batch its stage trains with in the notebook (VQ-V
 
 Writes artifacts/bench_speed.json (artifacts/bench_speed_cuda.json on CUDA):
 {"device", "cpu", "amp", "rounds", "stages": {name: {"baseline_per_s", "adopted_per_s", "speedup", "settings",
-"candidates": {name: {"per_s", "speedup", "compile_seconds"?}}}}}
+"candidates": {name: {"per_s", "speedup_over_adopted", "compile_seconds"?}}}}}
 
 usage: python tools/bench_speed.py [--rounds 7] [--smoke] [--out PATH]
 """
@@ -27,15 +29,17 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from lib.notebook_defs import load_definitions
+from torch.utils.benchmark import Timer
+from torch.utils.benchmark.utils.timer import timer as synchronised_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_SCORE_NET = {"channels": [24, 48, 96], "embed_dim": 128, "res_blocks": [0, 1, 1], "space_to_depth": False}
+MIN_RUN_TIME = 0.3   # seconds of calls per variant and round
 
 
 def expanded_distance_argmin(quantizer):
@@ -46,12 +50,7 @@ def expanded_distance_argmin(quantizer):
     return nearest_codes
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def loop_ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float = 0.999) -> None:
+def loop_ema_update(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """The baseline EMA: one lerp_ per parameter tensor, in Python."""
     with torch.no_grad():
         for a, p in zip(averaged.parameters(), model.parameters()):
@@ -80,6 +79,13 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
         """The batch a stage trains with in the notebook (8 in smoke mode)."""
         return 8 if smoke else stage_config["batch"]
 
+    def average(averaged, model: torch.nn.Module, decay: float, variant: dict) -> None:
+        """The weight average's update: the baseline's Python loop, or the notebook's AveragedModel."""
+        if variant.get("loop_ema"):
+            loop_ema_update(averaged.module, model, decay)
+        else:
+            averaged.update_parameters(model)
+
     x = torch.rand(training_batch(q1["vqvae"]), 1, 28, 28, device=device)
     codes = torch.randint(q1["vqvae"]["codebook_size"], (training_batch(q1["prior"]), 7, 7), device=device)
     code_labels = torch.arange(len(codes), device=device) % 10
@@ -103,7 +109,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
             model.encoder, model.decoder = (variant_model(m, variant) for m in (model.encoder, model.decoder))
         if variant.get("expanded_distance"):
             model.quantizer.nearest_codes = expanded_distance_argmin(model.quantizer)
-        optimizer = nb.Optimizer(model.parameters(), 1e-3, 1000)
+        optimizer = nb.ScheduledAdam(model.parameters(), 1e-3, 1000)
         images = inputs(variant, x)
 
         def step():
@@ -115,8 +121,10 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
 
     def prior_step(variant):
         torch.manual_seed(0)
-        prior = variant_model(nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"]), variant)
-        optimizer = nb.Optimizer(prior.parameters(), 1e-3, 1000)
+        prior = nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"]).to(device)
+        averaged = nb.weight_average(prior, q1["prior"]["ema_decay"])
+        prior = variant_model(prior, variant)
+        optimizer = nb.ScheduledAdam(prior.parameters(), 1e-3, 1000)
 
         def step():
             with nb.autocast():
@@ -125,25 +133,23 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                 else:
                     loss = nb.code_nll(prior, codes, code_labels)
             optimizer.step(loss)
+            average(averaged, prior, q1["prior"]["ema_decay"], variant)
             if variant.get("sync_each_step"):
                 loss.item()
         return step, len(codes)
 
     def score_step(variant):
         torch.manual_seed(0)
-        net = nb.ScoreNet(sde.marginal_std, **variant.get("net", adopted_net))
-        ema = nb.EMA(net, 0.999)
+        net = nb.ScoreNet(sde.marginal_std, **variant.get("net", adopted_net)).to(device)
+        averaged, sigma_data = nb.weight_average(net, q2["train"]["ema_decay"]), net.sigma_data
         net = variant_model(net, variant)
-        optimizer = nb.Optimizer(net.parameters(), 1e-3, 1000, clip=1.0)
+        optimizer = nb.ScheduledAdam(net.parameters(), 1e-3, 1000, clip=1.0)
         images = inputs(variant, score_x)
 
         def step():
-            loss = nb.dsm_loss(net, images, sde, q2["train"]["small_noise_share"])
+            loss = nb.dsm_loss(net, images, sde, q2["train"], sigma_data)
             optimizer.step(loss)
-            if variant.get("loop_ema"):
-                loop_ema_update(ema.model, net)
-            else:
-                ema.update(net)
+            average(averaged, net, q2["train"]["ema_decay"], variant)
             if variant.get("sync_each_step"):
                 loss.item()
         return step, len(score_x)
@@ -183,8 +189,8 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     return [
         Stage("vqvae_train_step", vqvae_step, {"baseline": {**baseline_sync, "expanded_distance": True},
                                                "adopted": {}, **candidates}),
-        Stage("prior_train_step", prior_step, {"baseline": {**baseline_sync, "grid_loss": True}, "adopted": {},
-                                               **candidates}),
+        Stage("prior_train_step", prior_step, {"baseline": {**baseline_sync, "grid_loss": True, "loop_ema": True},
+                                               "adopted": {}, **candidates}),
         Stage("score_train_step", score_step, {"baseline": {**baseline_sync, "loop_ema": True, **old_net},
                                                "adopted": {}, "adopted_settings_old_network": old_net,
                                                **candidates}),
@@ -196,46 +202,44 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     ]
 
 
-def timed(fn, device: torch.device, calls: int = 1) -> float:
-    """Seconds per call of fn, over `calls` consecutive calls."""
-    synchronize(device)
-    began = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - began) / calls
+def first_call_seconds(step, clock) -> float:
+    """Seconds of one call of `step` on `clock` (for the first call of a compiled variant: the compilation)."""
+    began = clock()
+    step()
+    return clock() - began
 
 
-def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup: int,
-        min_seconds: float = 0.3) -> dict:
-    """Per stage and variant: per-second throughput (median over `rounds` interleaved rounds) and compile time.
+def run(nb, stages: list, adopted_amp, rounds: int, min_run_time: float = MIN_RUN_TIME,
+        clock=synchronised_clock) -> dict:
+    """Per stage and variant: per-second throughput (median over `rounds` interleaved rounds of the median call time
+    of a `Timer.blocked_autorange` of at least `min_run_time` seconds) and the compile time, both on `clock` (by
+    default the Timer's: the host's clock, read after synchronising the device).
 
-    Each timing repeats the call until it lasts about `min_seconds`, and each round starts a stage's variants at
-    another offset, so that neither a short, noisy call nor a fixed position in the round favours a variant."""
+    Each round starts a stage's variants at another offset, so that no fixed position in the round favours one."""
     amp_of = {"baseline": None, "bf16_autocast": torch.bfloat16}
     built, compile_seconds = {}, {}
     for stage in stages:
         for name, variant in stage.variants.items():
             nb.AMP = amp_of.get(name, adopted_amp)
             step, items = stage.make(variant)
-            first = timed(step, device)
-            warm = [timed(step, device) for _ in range(warmup - 1)] or [first]
-            calls = max(1, round(min_seconds / max(min(warm), 1e-6)))
-            built[stage.name, name] = (step, items, nb.AMP, calls)
+            first = first_call_seconds(step, clock)
             if variant.get("compile"):
                 compile_seconds[stage.name, name] = first
-    times = {key: [] for key in built}
+            timer = Timer("step()", globals={"step": step}, timer=clock, num_threads=torch.get_num_threads(),
+                          label=stage.name, sub_label=name)
+            built[stage.name, name] = (timer, items, nb.AMP)
+    medians = {key: [] for key in built}
     for round_index in range(rounds):
         for stage in stages:
             names = list(stage.variants)
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                step, _, amp, calls = built[stage.name, name]
+                timer, _, amp = built[stage.name, name]
                 nb.AMP = amp
-                times[stage.name, name].append(timed(step, device, calls))
+                medians[stage.name, name].append(timer.blocked_autorange(min_run_time=min_run_time).median)
     result = {}
     for stage in stages:
-        per_s = {name: built[stage.name, name][1] / statistics.median(times[stage.name, name])
+        per_s = {name: built[stage.name, name][1] / statistics.median(medians[stage.name, name])
                  for name in stage.variants}
         result[stage.name] = {
             "baseline_per_s": per_s["baseline"], "adopted_per_s": per_s["adopted"],
@@ -250,10 +254,12 @@ def run(nb, stages: list, device: torch.device, adopted_amp, rounds: int, warmup
 SETTINGS = {
     "vqvae_train_step": "the notebook's VQ-VAE; baseline: the nearest-code distances as three [M, K] operations "
                         "and one host sync per step; adopted: one fused addmm, logged values read back once per epoch",
-    "prior_train_step": "the notebook's prior; baseline: cross-entropy on the [B, K, 7, 7] view of the logits, one "
-                        "host sync per step; adopted: on [B * 49, K] logits (code_nll), no per-step sync",
+    "prior_train_step": "the notebook's prior and its weight average; baseline: cross-entropy on the [B, K, 7, 7] "
+                        "view of the logits, loop EMA, one host sync per step; adopted: on [B * 49, K] logits "
+                        "(code_nll), the notebook's weight_average, no per-step sync",
     "score_train_step": "baseline: the 28x28 U-Net [24, 48, 96], loop EMA, one sync per step; adopted: the "
-                        "space-to-depth U-Net of the configuration (levels 14, 7, 4), _foreach EMA, no per-step sync",
+                        "space-to-depth U-Net of the configuration (levels 14, 7, 4), the notebook's weight_average, "
+                        "no per-step sync",
     "sampler_step_unguided": "one score evaluation of a sampler batch; baseline: the 28x28 U-Net; adopted: the "
                              "space-to-depth U-Net",
     "sampler_step_guided": "the same with classifier-free guidance (a doubled batch)",
@@ -263,8 +269,9 @@ SETTINGS = {
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--smoke", action="store_true", help="tiny batches, one round, no candidates (for CI)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7; 1 with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="tiny batches, no candidates, one round unless "
+                                                                 "--rounds says otherwise (for CI)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -273,13 +280,13 @@ def main(argv=None) -> int:
     nb = load_definitions(DEVICE=device, AMP=None, PROGRESS=False, CHECKPOINTS=ROOT / "checkpoints")
     config = nb.merged(nb.BASE, nb.OVERRIDES["smoke" if args.smoke else ("gpu" if device.type == "cuda" else "cpu")])
     adopted_amp = nb.autocast_dtype(device, config["mixed_precision"])
-    stages = build_stages(nb, config, device, args.smoke)
-    results = run(nb, stages, device, adopted_amp, 1 if args.smoke else args.rounds, 1 if args.smoke else 3)
+    rounds = args.rounds or (1 if args.smoke else 7)
+    results = run(nb, build_stages(nb, config, device, args.smoke), adopted_amp, rounds)
     for name, row in results.items():
         row["settings"] = SETTINGS[name]
     out = args.out or ROOT / "artifacts" / ("bench_speed_cuda.json" if device.type == "cuda" else "bench_speed.json")
     record = {"device": str(device), "cpu": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "amp": str(adopted_amp), "rounds": 1 if args.smoke else args.rounds, "stages": results}
+              "amp": str(adopted_amp), "rounds": rounds, "stages": results}
     out.write_text(json.dumps(record, indent=2) + "\n")
     for name, row in results.items():
         print(f"{name:<24} baseline {row['baseline_per_s']:9.1f}/s  adopted {row['adopted_per_s']:9.1f}/s  "

@@ -93,12 +93,13 @@ def operations(nb, config: dict) -> dict:
 
     return {
         "ablation_step": ("step", lambda b: nets["ablation"].loss(images(b))[0], nets["ablation"].parameters()),
+        "ablation_forward": ("pass", torch.no_grad()(lambda b: nets["ablation"](images(b))), None),
         "vqvae_step": ("step", lambda b: nets["vqvae"].loss(images(b))[0], nets["vqvae"].parameters()),
         "vqvae_forward": ("pass", torch.no_grad()(lambda b: nets["vqvae"](images(b))), None),
         "vqvae_encode": ("pass", lambda b: nets["vqvae"].encode(images(b)), None),
         "prior_step": ("step", prior_loss, prior.parameters()),
         "prior_pass": ("pass", prior_pass, None),
-        "score_step": ("step", lambda b: nb.dsm_loss(score, images(b), sde, q2["train"]["small_noise_share"]),
+        "score_step": ("step", lambda b: nb.dsm_loss(score, images(b), sde, q2["train"], score.sigma_data),
                        score.parameters()),
         "score_pass": ("pass", score_pass, None),
         "score_vjp": ("pass", score_vjp, None),
@@ -122,39 +123,53 @@ def stage_work(config: dict) -> dict:
         pass runs the doubled batch."""
         return op, math.ceil(n / batch) * passes, (2 if doubled else 1) * min(n, batch)
 
+    def scoring(n_images):
+        """The classifier's feature passes over n_images, 1000 at a time."""
+        return "classifier_pass", math.ceil(n_images / 1000), 1000
+
     vq, prior, ablation = q1["vqvae"], q1["prior"], q1["ablation"]
     ablation_images = min(ablation["n_images"] or n_train, n_train)
-    grid, completion = q1["sampling_grid"], q1["completion"]
-    n_q1, n_grid = 10 * q1["samples_per_class"], 10 * grid["per_class"]
-    table, batch, nfe_top = q2["sampler_grid"], q2["sample_batch"], q2["sampler_grid"]["nfe"][-1]
-    table_runs = [nfe for nfe in table["nfe"] for _ in range(3)] + [nfe_top] * len(table["snr_sweep"])
-    guided = [(w, table["n_images"]) for w in q2["conditional"]["guidance"]] + [(1.0, q2["n_samples"])]
+    q1_settings, completion = q1["sampling_settings"], q1["completion"]
+    n_q1, n_grid = 10 * q1["samples_per_class"], 10 * q1_settings["per_class"]
+    settings, batch = q2["samplers"], q2["sample_batch"]
+    n_table, nfe_top, n_samples = settings["n_images"], settings["nfe"][-1], q2["n_samples"]
+    # every sampler at every budget on the geometric grid, each again on the rho grid at the top budget, PC at the
+    # other snr
+    table_runs = [nfe for nfe in settings["nfe"] for _ in range(3)] + [nfe_top] * (3 + len(settings["snr_sweep"]))
+    guidance = q2["conditional"]["guidance"]
     likelihood = q2["likelihood"]
     return {
         "q1 ablation": [("ablation_step", 3 * steps(ablation["epochs"], ablation_images, vq["batch"]), vq["batch"]),
-                        ("vqvae_forward", 3 * math.ceil(n_test / 1000), 1000)],
+                        ("ablation_forward", 3 * math.ceil(n_test / vq["batch"]), vq["batch"])],
         "q1 vqvae": [("vqvae_step", steps(vq["epochs"], n_train, vq["batch"]), vq["batch"]),
-                     ("vqvae_forward", math.ceil(n_test / 1000), 1000),
-                     ("vqvae_encode", math.ceil(n_train / 64) + math.ceil(n_test / 64), 64)],
+                     ("vqvae_forward", math.ceil(n_test / vq["batch"]), vq["batch"]),              # test metrics
+                     ("vqvae_encode", math.ceil(n_train / 64) + math.ceil(n_test / 64), 64),      # the prior's codes
+                     ("vqvae_forward", math.ceil(n_q1 / 64), 64)],                                # reconstructions
         "q1 prior": [("prior_step", steps(prior["epochs"], n_train, prior["batch"]), prior["batch"]),
                      ("prior_pass", math.ceil(n_test / 1000) + math.ceil(min(n_train, 10000) / 1000), 1000)],
         "q1 sampling": [sampling("prior_pass", n_q1, 500, 49), sampling("prior_pass", n_q1, 500, 49, True)]
-                       + [sampling("prior_pass", n_grid, 500, 49, bool(w)) for _ in grid["temperatures"]
-                          for w in grid["guidance"]]
-                       + [sampling("prior_pass", 10 * completion["per_class"], 500, 49 - 7 * completion["kept_rows"])
+                       + [sampling("prior_pass", n_grid, 500, 49, bool(w)) for _ in q1_settings["temperatures"]
+                          for w in q1_settings["guidance"]]
+                       + [sampling("prior_pass", 10, 500, 49 - 7 * completion["kept_rows"])     # one image per class
                           for _ in range(completion["samples"])],
         "q1 classifier": [("classifier_step", steps(clf["epochs"], n_train, clf["batch"]), clf["batch"]),
-                          ("classifier_pass", math.ceil((n_test + 10000 + 5 * n_q1 + 12 * n_grid) / 1000), 1000)],
+                          scoring(n_test + 10000 + 5 * n_q1 + len(q1_settings["temperatures"])
+                                  * len(q1_settings["guidance"]) * n_grid + n_grid)],
         "q2 score network": [("score_step", steps(q2["train"]["epochs"], n_train, q2["train"]["batch"]),
                               q2["train"]["batch"])],
         "q2 conditional network": [("score_step", steps(q2["conditional"]["train"]["epochs"], n_train,
                                                         q2["train"]["batch"]), q2["train"]["batch"])],
-        "q2 classifier": [("classifier_step", steps(clf["epochs"], n_train, clf["batch"]), clf["batch"])],
-        "q2 sampler table": [sampling("score_pass", table["n_images"], batch, nfe) for nfe in table_runs],
-        "q2 samples": [("score_pass", nfe_top, 80), sampling("score_pass", q2["n_samples"], batch, nfe_top)],
+        "q2 classifier": [("classifier_step", steps(clf["epochs"], n_train, clf["batch"]), clf["batch"]),
+                          scoring(n_test + (len(table_runs) + 1 + len(guidance)) * n_table + 3 * n_samples)],
+        "q2 sampler table": [sampling("score_pass", n_table, batch, nfe) for nfe in table_runs],
+        # 12 noise levels of 200 images against the exact score; the denoised estimate along an EM path (1 pass a
+        # step) and an ODE path (3) of nfe_top / 2 steps
+        "q2 ranking": [("score_pass", 12, 200), ("score_pass", 4 * (nfe_top // 2), 64)],
+        "q2 samples": [("score_pass", nfe_top, 80), sampling("score_pass", n_samples, batch, nfe_top)],
         "q2 likelihood": [("score_vjp", math.ceil(likelihood["n_images"] / 64) * likelihood["steps"] * 2,
                            min(64, likelihood["n_images"]))],
-        "q2 guidance": [sampling("score_pass", n, batch, nfe_top // 2, bool(w)) for w, n in guided],
+        "q2 guidance": [sampling("score_pass", n, batch, nfe_top // 2 if w else nfe_top, bool(w))
+                        for w, n in [*((w, n_table) for w in guidance), (1.0, n_samples)]],
     }
 
 
@@ -176,6 +191,14 @@ def estimate(work: dict, per_image: dict, kinds: dict, rate: float) -> dict:
 def measured_seconds(metrics: dict) -> float:
     """Seconds of computation of the committed run (both questions; loaded stages count what they took)."""
     return metrics["q1"]["seconds"]["total"] + metrics["q2"]["seconds"]["total"]
+
+
+def measured_precision(metrics: dict) -> str:
+    """The precision setting(s) the committed run's stages were computed under, e.g. "bf16", or "bf16+fp32" when
+    some stages were computed (and loaded) from another execution."""
+    used = {part for run in metrics.values() for value in run["seconds"]["precision"].values()
+            for part in value.split("+")}
+    return "+".join(sorted(used))
 
 
 def main(argv=None) -> int:
@@ -200,7 +223,7 @@ def main(argv=None) -> int:
         seconds = measured_seconds(metrics)
         rate = result["profiles"]["cpu"]["total_tflop"] * 1e12 / seconds
         result["cpu_calibration"] = {"sustained_flops": rate, "seconds": seconds,
-                                     "mixed_precision": metrics["q1"].get("mixed_precision", "fp32")}
+                                     "precision": measured_precision(metrics)}
         result["profiles"]["gpu"]["cpu_hours"] = result["profiles"]["gpu"]["total_tflop"] * 1e12 / rate / 3600
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for profile, values in result["profiles"].items():

@@ -18,6 +18,11 @@ renders offline HTML with Debian's MathJax and the print CSS. Headless Chromium 
 ``pdftotext`` finds the page where the appendix starts. Files are made in a temporary folder and moved into
 ``--out`` once all exist.
 
+Nothing is clipped, and no code line wraps: in the same Chromium run, before printing, the template lays the page
+out at the printed width (188 mm; MathJax breaks long equations at it) and its ``width_check.js`` records every
+display equation and table that runs past the page and every code line that would wrap; the export then fails,
+naming each such cell (its index in the notebook and its first line). Output text still wraps, uncut.
+
 Usage: ``python tools/export_submission.py --last Doe --first Jane`` (default: env LAST, FIRST; see --help).
 Exit status: 0 success, 2 missing or invalid names, 1 any other error.
 """
@@ -45,14 +50,21 @@ OUTPUT_ONLY_TAG = "print-output-only"  # discussions: print the rendered text, n
 APPENDIX_TAG = "print-appendix-heading"  # the generated appendix heading; print.css starts a page there
 MOVE_TAG = "print-appendix"             # a question's helper cell, printed in its appendix instead of its answer
 APPENDIX_HEADING = "Appendix: helpers and shared code"
-APPENDIX_TEXT = ("First the helpers of this question (metrics and figure code), which the notebook runs where they "
-                 "stand; then the configuration and the code both questions share, which the notebook runs before "
-                 "the questions.")
+HELPERS_TEXT = ("First the helpers of this question (measurement and figure code), which the notebook runs where they "
+                "stand; then")
+SHARED_TEXT = ("the configuration and the code both questions share (training loop, optimiser, weight averaging, data "
+               "loading and checks, the classifier and FID), which the notebook runs before the questions. Left out: "
+               "the caching of stages, the checkpoint and file plumbing and the table and figure helpers, which the "
+               "notebook's folded set-up cells hold.")
 
 MATHJAX_JS = Path("/usr/share/javascript/mathjax/MathJax.js")
 MATHJAX_CONFIG = "TeX-AMS_CHTML-full,Safe"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_TIMEOUT_S = 180
+CHROMIUM_VIRTUAL_TIME_MS = 20000  # MathJax typesets within it; the width check reports once it has
+WIDTH_MARK_RE = re.compile(r'<script[^>]*\bid="asgn3-width-check"[^>]*>(.*?)</script>', re.DOTALL)  # width_check.js
+WIDTH_KINDS = {"equation": ("display equation", "display equations"), "table": ("table", "tables"),  # one, many
+               "code": ("code line", "code cells"), "code block": ("code block in text", "code blocks in text")}
 APT_HINT = "install it with: apt-get install chromium libjs-mathjax poppler-utils  (or: make sysdeps, as root)"
 NAME_HINT = "pass them as: make pdfs LAST=Doe FIRST=Jane  (or --last Doe --first Jane, or env LAST/FIRST)"
 
@@ -128,10 +140,11 @@ def question_slices(nb, path: Path) -> tuple[range, dict[int, range]]:
     return range(1, bounds[0]), slices
 
 
-def appendix_heading_cell():
-    """The markdown cell that separates the answer from the shared cells printed after it."""
-    return nbformat.v4.new_markdown_cell(f"# {APPENDIX_HEADING}\n\n{APPENDIX_TEXT}",
-                                         metadata={"tags": [APPENDIX_TAG]})
+def appendix_heading_cell(has_helpers: bool):
+    """The markdown cell that separates the answer from the cells printed after it, saying what follows: the
+    question's helpers only where it has some."""
+    text = f"{HELPERS_TEXT} {SHARED_TEXT}" if has_helpers else SHARED_TEXT[0].upper() + SHARED_TEXT[1:]
+    return nbformat.v4.new_markdown_cell(f"# {APPENDIX_HEADING}\n\n{text}", metadata={"tags": [APPENDIX_TAG]})
 
 
 def question_notebook(nb, shared: range, answer: range):
@@ -143,7 +156,7 @@ def question_notebook(nb, shared: range, answer: range):
     printed = nbformat.from_dict(nb)
     printed.metadata.pop("widgets", None)
     helpers = [i for i in answer if MOVE_TAG in nb.cells[i].metadata.get("tags", [])]
-    printed.cells = ([nb.cells[i] for i in answer if i not in helpers] + [appendix_heading_cell()]
+    printed.cells = ([nb.cells[i] for i in answer if i not in helpers] + [appendix_heading_cell(bool(helpers))]
                      + [nb.cells[i] for i in helpers] + [nb.cells[i] for i in shared])
     return printed
 
@@ -183,16 +196,18 @@ def mathjax_url(explicit: str | None) -> str:
     return f"{MATHJAX_JS.as_uri()}?config={MATHJAX_CONFIG}"
 
 
-def print_pdf(chromium: str, html: Path, pdf: Path, workdir: Path) -> None:
-    """Print `html` to the A4 PDF `pdf` with headless Chromium (flags: /work/shared/TOOLCHAIN.md), offline."""
+def print_pdf(chromium: str, html: Path, pdf: Path, workdir: Path) -> str:
+    """Print `html` to the A4 PDF `pdf` with headless Chromium (flags: /work/shared/TOOLCHAIN.md), offline, and
+    return the page's DOM as it was before printing (--dump-dom), which holds the width check's report."""
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir))
     command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}", "--no-pdf-header-footer",
-               "--virtual-time-budget=20000", f"--print-to-pdf={pdf}", html.as_uri()]
+               f"--virtual-time-budget={CHROMIUM_VIRTUAL_TIME_MS}", "--dump-dom", f"--print-to-pdf={pdf}",
+               html.as_uri()]
     try:  # HOME in the profile keeps Chromium's crash and cache folders out of the user's home
-        proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=CHROMIUM_TIMEOUT_S, env=dict(os.environ, HOME=str(profile)), check=False)
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=CHROMIUM_TIMEOUT_S,
+                              env=dict(os.environ, HOME=str(profile)), check=False)
     except subprocess.TimeoutExpired as exc:
         raise ExportError(f"chromium did not finish printing {html.name} within {CHROMIUM_TIMEOUT_S} s") from exc
     except OSError as exc:
@@ -200,8 +215,81 @@ def print_pdf(chromium: str, html: Path, pdf: Path, workdir: Path) -> None:
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     if proc.returncode != 0 or not pdf.is_file() or pdf.read_bytes()[:5] != b"%PDF-":
-        tail = proc.stdout.decode("utf-8", "replace").strip().splitlines()[-15:]
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-15:]
         raise ExportError(f"chromium failed to print {html.name} (exit {proc.returncode}):\n  " + "\n  ".join(tail))
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def width_report(dom: str, name: str) -> dict:
+    """What width_check.js recorded in `dom`: ``page`` (its width in CSS px), ``checked`` (how many elements of
+    each kind it measured) and ``wide`` (those wider than their room, each ``{"kind", "cell" (a cell id or None),
+    "width", "room"}``)."""
+    match = WIDTH_MARK_RE.search(dom)
+    if match is None:
+        raise ExportError(f"{name}: the width check did not report: MathJax did not finish typesetting within "
+                          f"Chromium's {CHROMIUM_VIRTUAL_TIME_MS // 1000} s of virtual time, or the print template "
+                          f"in {TEMPLATE_DIR} lacks width_check.js")
+    return json.loads(match.group(1))
+
+
+def cell_label(nb, index_by_id: dict[str, int], cell_id: str | None) -> tuple[int, str]:
+    """A sort key and the words that name the notebook cell with id `cell_id`: its index and first line."""
+    if cell_id not in index_by_id:  # the appendix heading question_notebook adds is in no notebook
+        return len(nb.cells), "the generated appendix heading" if cell_id else "an element outside the cells"
+    index = index_by_id[cell_id]
+    first = next((line.strip() for line in nb.cells[index].source.splitlines() if line.strip()), "")
+    first = first if len(first) <= 70 else first[:67] + "..."
+    return index, f"cell {index} ({nb.cells[index].cell_type}, first line: {first!r})"
+
+
+def what_is_wide(item: dict, cell, page: float) -> str:
+    """'display equation 812 px wide, ...' for one element of a width report; a code line says which it is."""
+    what = WIDTH_KINDS.get(item["kind"], (item["kind"], item["kind"]))[0]
+    if item["kind"] == "code" and cell is not None:
+        lines = cell.source.splitlines() or [""]
+        longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+        what += f" {longest + 1} ({len(lines[longest])} characters)"
+    return f"{what} {item['width']} px wide, {item['room']} px of room on the {page:.0f} px page"
+
+
+def width_problems(nb, reports: dict[str, dict]) -> str:
+    """One line per cell that has something wider than the printed page, from each PDF's width report (a shared
+    cell printed in both PDFs is named once)."""
+    index_by_id = {cell.get("id"): i for i, cell in enumerate(nb.cells) if cell.get("id")}
+    cells: dict[str | None, dict] = {}
+    for name, report in reports.items():
+        for item in report["wide"]:
+            entry = cells.setdefault(item["cell"], {"what": [], "pdfs": []})
+            index = index_by_id.get(item["cell"])
+            what = what_is_wide(item, None if index is None else nb.cells[index], report["page"])
+            for key, value in (("what", what), ("pdfs", name)):
+                if value not in entry[key]:
+                    entry[key].append(value)
+    labelled = sorted(((*cell_label(nb, index_by_id, cell_id), entry) for cell_id, entry in cells.items()),
+                      key=lambda row: row[0])
+    return "\n".join(f"  {label}: {'; '.join(entry['what'])} [in {', '.join(entry['pdfs'])}]"
+                     for _, label, entry in labelled)
+
+
+def width_summary(report: dict) -> str:
+    """'2 display equations, 1 table, 31 code cells measured, all within the 710 px page'."""
+    order = list(WIDTH_KINDS)
+    counts = [f"{count} {WIDTH_KINDS.get(kind, (kind, kind + 's'))[count != 1]}" for kind, count in
+              sorted(report["checked"].items(), key=lambda item: order.index(item[0]) if item[0] in order else 9)]
+    return f"{', '.join(counts) or 'nothing'} measured, all within the {report['page']:.0f} px page"
+
+
+def with_cell_ids(nb):
+    """`nb`, or a copy whose cells all have distinct ids (an nbformat < 4.5 notebook has none): the width check
+    names a cell by the id the HTML carries."""
+    ids = [cell.get("id") for cell in nb.cells]
+    if all(ids) and len(set(ids)) == len(ids):
+        return nb
+    copy = nbformat.from_dict(json.loads(json.dumps(nb)))
+    copy.nbformat_minor = max(copy.nbformat_minor, 5)
+    for index, cell in enumerate(copy.cells):
+        cell.id = f"cell-{index}"
+    return copy
 
 
 def page_texts(pdftotext: str, pdf: Path) -> list[str]:
@@ -244,7 +332,7 @@ def publish(stage: Path, out: Path, names: list[str], notebook_name: str) -> lis
 def export(notebook: Path, written: Path, out: Path, last: str, first: str, chromium: str | None = None,
            mathjax: str | None = None, keep_html: bool = False) -> list[Path]:
     """Check every input, render the package in a temporary folder inside `out`, then move it into `out`."""
-    nb = load_executed_notebook(notebook)
+    nb = with_cell_ids(load_executed_notebook(notebook))
     shared, answers = question_slices(nb, notebook)
     written_pdfs = written_answers(written)
     chromium_bin = find_tool(chromium or os.environ.get("CHROMIUM"), CHROMIUM_NAMES, "chromium")
@@ -256,14 +344,19 @@ def export(notebook: Path, written: Path, out: Path, last: str, first: str, chro
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
     try:
-        names, pages = [], {}
+        names, pages, widths = [], {}, {}
         for q in QUESTIONS:
             pdf = stage / f"programming_q{q}.pdf"
             html = render_html(exporter, question_notebook(nb, shared, answers[q]), pdf.with_suffix(".html"),
                                f"{last} {first} - Assignment 3 - Question {q}")
-            print_pdf(chromium_bin, html, pdf, stage)
+            widths[pdf.name] = width_report(print_pdf(chromium_bin, html, pdf, stage), pdf.name)
             pages[pdf.name] = page_split(page_texts(pdftotext, pdf), pdf.name)
             names += [pdf.name, html.name] if keep_html else [pdf.name]
+        problems = width_problems(nb, widths)
+        if problems:
+            raise ExportError("wider than the printed page, so clipped or wrapped in the PDF (shorten the code "
+                              "line, break the equation with \\\\ in an aligned block, or narrow the table; then "
+                              "export again):\n" + problems)
         (stage / "pages.json").write_text(json.dumps(pages, indent=2) + "\n")
         names.append("pages.json")
         for q, source in written_pdfs.items():
@@ -281,7 +374,7 @@ def export(notebook: Path, written: Path, out: Path, last: str, first: str, chro
         shutil.rmtree(stage, ignore_errors=True)
     for name, split in pages.items():
         print(f"export_submission: {name}: {split['answer_pages']} answer pages, "
-              f"{split['appendix_pages']} appendix pages")
+              f"{split['appendix_pages']} appendix pages; width check: {width_summary(widths[name])}")
     return files
 
 

@@ -94,16 +94,20 @@ def is_in_place(target: Path, entry: DataFile) -> bool:
 
 
 def from_mirror(mirror: Path, entry: DataFile) -> bytes:
-    """The decompressed bytes from a mirror holding `<relpath>.gz` or `<relpath>`, verified."""
+    """The decompressed bytes from a mirror holding `<relpath>.gz` or `<relpath>`, verified against the checksum."""
     fix = f"replace the file in the mirror {mirror} with the canonical one, or unset {MIRROR_ENV} to download"
     gz_path, raw_path = mirror / f"{entry.relpath}.gz", mirror / entry.relpath
     if gz_path.is_file():
         try:
-            return gzip.decompress(gz_path.read_bytes())
+            data = gzip.decompress(gz_path.read_bytes())
         except (OSError, EOFError) as error:
             raise DataError(f"{gz_path} is not a complete gzip file ({error})\n  fix: {fix}") from error
+        verify(data, entry.sha256, f"{gz_path} (decompressed)", fix)
+        return data
     if raw_path.is_file():
-        return raw_path.read_bytes()
+        data = raw_path.read_bytes()
+        verify(data, entry.sha256, str(raw_path), fix)
+        return data
     raise DataError(f"{entry.relpath}(.gz) is not in the mirror folder {mirror}\n  fix: {fix}")
 
 
@@ -119,9 +123,12 @@ def from_official(entry: DataFile) -> bytes:
             errors.append(f"{url}: {error}")
             continue
         try:
-            return gzip.decompress(packed)
+            data = gzip.decompress(packed)
         except (OSError, EOFError) as error:
             errors.append(f"{url}: not a complete gzip file ({error})")
+            continue
+        verify(data, entry.sha256, f"{url} (decompressed)", "retry later; if it persists the download has changed")
+        return data
     raise DataError(
         f"could not download {entry.relpath}:\n  " + "\n  ".join(errors)
         + f"\n  fix: without internet, point {MIRROR_ENV} (or --mirror) at a folder holding <Name>/raw/<file>.gz, "
@@ -139,9 +146,7 @@ def prepare(root: Path, mirror: Path | None) -> list[str]:
         target = root / entry.relpath
         if is_in_place(target, entry):
             continue
-        data = from_mirror(mirror, entry) if mirror is not None else from_official(entry)
-        verify(data, entry.sha256, f"{entry.relpath} (decompressed)",
-               "the source file is corrupt: replace it and rerun")
+        data = from_mirror(mirror, entry) if mirror is not None else from_official(entry)   # verified
         write_atomically(target, data)
         written.append(entry.relpath)
     return written

@@ -51,12 +51,26 @@ def printed_scale(figure, renderer) -> float:
     return min(PAGE_WIDTH_PX, DISPLAY_PX_PER_INCH * width_in) / (CSS_PX_PER_INCH * width_in)
 
 
+def undrawn_tick_labels(figure) -> set:
+    """The ids of tick labels whose tick lies outside its axis's view limits: matplotlib keeps them, but does not
+    draw them."""
+    hidden = set()
+    for axes in figure.axes:
+        for axis, limits in ((axes.xaxis, axes.get_xlim()), (axes.yaxis, axes.get_ylim())):
+            low, high = sorted(limits)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - 1e-9 * (high - low) <= tick.get_loc() <= high + 1e-9 * (high - low):
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    return hidden
+
+
 def visible_texts(figure) -> list:
-    """The figure's visible, non-empty text artists (titles, labels, tick labels, legend entries, annotations)."""
+    """The figure's drawn, non-empty text artists (titles, labels, tick labels, legend entries, annotations)."""
     from matplotlib.text import Text
 
+    hidden = undrawn_tick_labels(figure)
     return [text for text in figure.findobj(Text) if text.get_visible() and text.get_text().strip()
-            and text.get_figure() is figure and (text.axes is None or text.axes.get_visible())]
+            and id(text) not in hidden and (text.axes is None or text.axes.get_visible())]
 
 
 def plotted_points(axes):

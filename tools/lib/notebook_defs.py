@@ -68,13 +68,21 @@ def load_definitions(notebook: Path = NOTEBOOK, **globals_) -> types.ModuleType:
     return module
 
 
+def assigns(code: str, name: str) -> bool:
+    """True when a top-level statement of `code` assigns `name`."""
+    return any(isinstance(node, ast.Assign) and any(isinstance(target, ast.Name) and target.id == name
+                                                     for target in node.targets) for node in ast.parse(code).body)
+
+
 def configuration_source(notebook: Path = NOTEBOOK) -> str:
-    """The notebook's imports, its configuration cell and the cell after it, which resolves the profile, the seed,
-    the device, the precision and the output folders: executed alone, they make the choices a Run-all would make."""
+    """The notebook's imports, its configuration cell and the cells after it up to the one that resolves the profile,
+    the seed, the device (it assigns DEVICE), the precision and the output folders: executed alone, they make the
+    choices a Run-all would make."""
     cells = [cell.source for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
     imports = next(source for source in cells if "import torch\n" in source)
     config = next(i for i, source in enumerate(cells) if source.startswith("#@title Configuration"))
-    return "\n".join([imports, *cells[config:config + 2]])
+    resolve = next(i for i in range(config, len(cells)) if assigns(cells[i], "DEVICE"))
+    return "\n".join([imports, *cells[config:resolve + 1]])
 
 
 def notebook_constant(name: str, notebook: Path = NOTEBOOK):

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "export_submission.py"
 
 LAST, FIRST = "Doe", "Jane"
@@ -40,7 +40,8 @@ needs_pdf_tools = pytest.mark.skipif(bool(_why_skip), reason="; ".join(_why_skip
 needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None,
                                      reason="pdftotext not installed (apt-get install poppler-utils)")
 
-# 120 characters, ruff's line length: must print on one line. LONG_LINE is longer than the page: it wraps, uncut.
+# 120 characters, ruff's line length: must print on one line. LONG_LINE is longer than the page: a code line that
+# long fails the export's width check; printed as a cell's output text it wraps, uncut.
 FITTING_LINE = f"FIT_START = 1  # {'.' * 95} FIT_END"
 assert len(FITTING_LINE) == 120
 LONG_LINE = ("very_long_result = some_function_with_a_long_name(argument_number_one=1, argument_number_two=2, "
@@ -70,9 +71,9 @@ def _question_cells(q: int, png: str, first_count: int) -> list:
         new_markdown_cell(f"# Question {q}: Synthetic part {q}\n\nWe minimise $\\|x\\|^2$ over "
                           f"$x \\in \\mathbb{{R}}^d$, and display\n\n"
                           f"$$\\mathcal{{L}}_{q}(w) = \\mathbb{{E}}_{{z}}\\left[\\log D(w + z)\\right].$$"),
-        new_code_cell(f"# code of question {q}\n{FITTING_LINE}\n{LONG_LINE}\nprint('answer {q}')",
+        new_code_cell(f"# code of question {q}\n{FITTING_LINE}\nprint('answer {q}')",
                       execution_count=first_count,
-                      outputs=[new_output("stream", name="stdout", text=f"answer {q}\n"),
+                      outputs=[new_output("stream", name="stdout", text=f"answer {q}\n{LONG_LINE}\n"),
                                new_output("display_data", data={"application/vnd.jupyter.widget-view+json":
                                                                 WIDGET_VIEW, "text/plain": f"WIDGETTEXT{q} 3/3"})]),
         new_code_cell("plt.plot(x, y); plt.show()", execution_count=first_count + 1, outputs=[
@@ -231,12 +232,15 @@ def export(nb_path: Path, written: Path, out: Path, *extra, last: str = LAST, fi
     return exp.main([str(a) for a in args])
 
 
-def fake_chromium(folder: Path) -> Path:
-    """A stand-in for Chromium that copies $PDF_SRC to the --print-to-pdf path."""
+def fake_chromium(folder: Path, wide: tuple = ()) -> Path:
+    """A stand-in for Chromium that copies $PDF_SRC to the --print-to-pdf path and, for --dump-dom, prints a page
+    whose width check (tools/export_template/print/width_check.js) reports the elements `wide`."""
     fake = folder / "fake-chromium"
+    report = json.dumps({"page": 710, "checked": {"code": 3}, "wide": list(wide)})
     fake.write_text("#!/bin/sh\n"
-                    'for a in "$@"; do case "$a" in --print-to-pdf=*) cp "$PDF_SRC" "${a#--print-to-pdf=}";; esac; '
-                    "done\n")
+                    'for a in "$@"; do case "$a" in --print-to-pdf=*) cp "$PDF_SRC" "${a#--print-to-pdf=}";; '
+                    f"--dump-dom) echo '<html><body><script type=\"application/json\" id=\"asgn3-width-check\">"
+                    f"{report}</script></body></html>';; esac; done\n")
     fake.chmod(0o755)
     return fake
 
@@ -336,7 +340,7 @@ def test_export_synthetic(synthetic_export, tmp_path):
         assert text.index(f"QMARK{q}") < text.index(f"OUTMARK{q}") < text.index(exp.APPENDIX_HEADING) \
             < text.index("SETUPMARK")
         assert "$" not in text, "math not rendered by MathJax"
-        assert "END_OF_LONG_LINE" in text, "long code line cut at the page edge"
+        assert "END_OF_LONG_LINE" in text, "long output line cut at the page edge"
         lines = page_text(pkg / f"programming_q{q}.pdf", layout=False).splitlines()
         assert any("FIT_START" in line and "FIT_END" in line for line in lines), \
             f"a {len(FITTING_LINE)}-character code line wraps: make the code font in print.css smaller"
@@ -484,3 +488,127 @@ def test_a_print_without_the_appendix_heading_is_refused(synthetic, tmp_path, ca
     rc = export(nb_path, written, out, "--chromium", fake_chromium(tmp_path), "--mathjax-url", "file:///dev/null")
     assert_failed(rc, capsys.readouterr().err, "programming_q1.pdf", exp.APPENDIX_HEADING, "print template", out=out)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------- width check: nothing clipped or wrapped
+# Each is measured by tools/export_template/print/width_check.js in Chromium at the printed width, 188 mm = 710 px.
+LINE_121 = f"TOO_WIDE = 1  # {'.' * 97} END_121"  # one character over ruff's length: print.css would wrap it
+assert len(LINE_121) == 121
+WIDE_EQUATION = "$$\\text{" + "an equation that MathJax cannot break, " * 4 + "}$$"  # no break inside \text
+BREAKABLE_EQUATION = "$$" + " + ".join(f"\\frac{{a_{{{i}}}}}{{b_{{{i}}}}}" for i in range(30)) + "$$"  # MathJax
+FITTING_TABLE = ("| " + " | ".join(f"column {i}" for i in range(8)) + " |\n|" + "---|" * 8 + "\n| "  # breaks it
+                 + " | ".join(str(i) for i in range(8)) + " |")
+WIDE_TABLE = ("| " + " | ".join(f"a_long_column_heading_{i}" for i in range(10)) + " |\n|" + "---|" * 10 + "\n| "
+              + " | ".join(str(i) for i in range(10)) + " |")
+DISCUSSION_1, CONFIGURATION = 7, 1  # cells of make_notebook: Question 1's discussion, the shared configuration
+
+
+def _append(index: int, text: str):
+    def mutate(nb):
+        nb.cells[index].source += text
+    return mutate
+
+
+def test_the_print_html_carries_the_width_check(synthetic):
+    nb_path, _ = synthetic
+    nb = nbformat.read(str(nb_path), as_version=4)
+    shared, answers = exp.question_slices(nb, nb_path)
+    html, _ = exp.html_exporter("file:///dev/null").from_notebook_node(exp.question_notebook(nb, shared, answers[1]))
+    assert 'mark.id = MARK_ID' in html and '"asgn3-width-check"' in html and "width: 188mm" in html
+    assert f'id="cell-id={nb.cells[CONFIGURATION].id}"' in html  # how the check names a cell
+
+
+def test_width_problems_name_each_cell_once_with_its_index_and_first_line(synthetic):
+    nb = nbformat.read(str(synthetic[0]), as_version=4)
+    config, discussion = nb.cells[CONFIGURATION].id, nb.cells[DISCUSSION_1].id
+    code = {"kind": "code", "cell": config, "width": 702, "room": 697}
+    reports = {"programming_q1.pdf": {"page": 710, "checked": {}, "wide": [
+                   code, {"kind": "equation", "cell": discussion, "width": 900, "room": 706},
+                   {"kind": "table", "cell": discussion, "width": 800, "room": 706},
+                   {"kind": "table", "cell": "not-a-notebook-cell", "width": 750, "room": 706}]},
+               "programming_q2.pdf": {"page": 710, "checked": {}, "wide": [code]}}
+    lines = exp.width_problems(nb, reports).splitlines()
+    assert lines == [
+        "  cell 1 (code, first line: 'import numpy as np'): code line 2 (30 characters) 702 px wide, 697 px of room "
+        "on the 710 px page [in programming_q1.pdf, programming_q2.pdf]",
+        "  cell 7 (markdown, first line: '## Discussion 1'): display equation 900 px wide, 706 px of room on the "
+        "710 px page; table 800 px wide, 706 px of room on the 710 px page [in programming_q1.pdf]",
+        "  the generated appendix heading: table 750 px wide, 706 px of room on the 710 px page "
+        "[in programming_q1.pdf]"]
+    assert exp.width_problems(nb, {"programming_q1.pdf": {"page": 710, "checked": {"code": 5}, "wide": []}}) == ""
+
+
+def test_cells_without_ids_get_them_for_the_width_check(synthetic):
+    nb = nbformat.read(str(synthetic[0]), as_version=4)
+    assert exp.with_cell_ids(nb) is nb  # nbformat 4.5: ids already there
+    for cell in nb.cells:
+        cell.pop("id")
+    named = exp.with_cell_ids(nb)
+    assert [cell.id for cell in named.cells] == [f"cell-{i}" for i in range(len(nb.cells))]
+    assert "id" not in nb.cells[0] and sources(named.cells) == sources(nb.cells)
+
+
+@needs_pdftotext
+def test_a_too_wide_element_fails_the_export_naming_its_cell(synthetic, tmp_path, capsys, monkeypatch):
+    """Without a browser: the fake Chromium's width check reports a table too wide; nothing is written."""
+    nb_path, written = synthetic
+    nb = nbformat.read(str(nb_path), as_version=4)
+    monkeypatch.setenv("PDF_SRC", str(make_pdf(tmp_path / "printed.pdf", ["Question 1", exp.APPENDIX_HEADING])))
+    wide = [{"kind": "table", "cell": nb.cells[DISCUSSION_1].id, "width": 812, "room": 706}]
+    out = tmp_path / "submission"
+    rc = export(nb_path, written, out, "--chromium", fake_chromium(tmp_path, wide), "--mathjax-url", "file:///dev/null")
+    assert_failed(rc, capsys.readouterr().err, "wider than the printed page", "cell 7 (markdown, first line: "
+                  "'## Discussion 1'): table 812 px wide, 706 px of room on the 710 px page", out=out)
+    assert not out.exists()
+
+
+@needs_pdftotext
+def test_a_page_whose_width_check_did_not_report_is_refused(synthetic, tmp_path, capsys, monkeypatch):
+    """No report in the DOM (MathJax still typesetting when Chromium's virtual time ran out, or another template)."""
+    nb_path, written = synthetic
+    monkeypatch.setenv("PDF_SRC", str(make_pdf(tmp_path / "printed.pdf", ["Question 1", exp.APPENDIX_HEADING])))
+    silent = tmp_path / "silent-chromium"
+    silent.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in --print-to-pdf=*) cp "$PDF_SRC" '
+                      '"${a#--print-to-pdf=}";; --dump-dom) echo "<html><body></body></html>";; esac; done\n')
+    silent.chmod(0o755)
+    out = tmp_path / "submission"
+    rc = export(nb_path, written, out, "--chromium", silent, "--mathjax-url", "file:///dev/null")
+    assert_failed(rc, capsys.readouterr().err, "programming_q1.pdf: the width check did not report", out=out)
+
+
+@pytest.mark.slow
+@needs_pdf_tools
+@pytest.mark.parametrize("mutate,needles", [
+    (_append(DISCUSSION_1, f"\n\n{WIDE_EQUATION}"),
+     ["cell 7 (markdown, first line: '## Discussion 1'): display equation", "[in programming_q1.pdf]"]),
+    (_append(CONFIGURATION, f"\n{LINE_121}"),
+     ["cell 1 (code, first line: 'import numpy as np'): code line 3 (121 characters)",
+      "[in programming_q1.pdf, programming_q2.pdf]"]),  # a shared cell, printed in both, named once
+    (_append(DISCUSSION_1, f"\n\n{WIDE_TABLE}"), ["cell 7 (markdown, first line: '## Discussion 1'): table"]),
+], ids=["equation", "code-line-121", "table"])
+def test_export_fails_on_what_is_wider_than_the_page(tmp_path, capsys, mutate, needles):
+    nb_path = make_notebook(tmp_path, mutate=mutate)
+    out = tmp_path / "submission"
+    rc = export(nb_path, make_written(tmp_path / "written"), out)
+    err = capsys.readouterr().err
+    assert_failed(rc, err, "wider than the printed page", *needles, out=out)
+    assert len([line for line in err.splitlines() if line.startswith("  cell ")]) == 1, err
+    width, room = map(int, re.search(r"(\d+) px wide, (\d+) px of room on the 710 px page", err).groups())
+    assert width > room
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@needs_pdf_tools
+def test_export_passes_what_fits_the_page(tmp_path, capsys):
+    """A 120-character code line (make_notebook's), a table of eight columns and an equation that MathJax breaks
+    at the page width print whole: the width check measures them and lets the export through."""
+    nb_path = make_notebook(tmp_path, mutate=_append(DISCUSSION_1, f"\n\n{FITTING_TABLE}\n\n{BREAKABLE_EQUATION}"))
+    out = tmp_path / "submission"
+    rc = export(nb_path, make_written(tmp_path / "written"), out)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert re.search(r"programming_q1\.pdf: .*; width check: 2 display equations, 1 table, \d+ code cells measured, "
+                     r"all within the 710 px page", captured.out), captured.out
+    lines = page_text(out / "programming_q1.pdf", layout=False).splitlines()
+    assert any("FIT_START" in line and "FIT_END" in line for line in lines)

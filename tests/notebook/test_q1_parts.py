@@ -148,13 +148,80 @@ def test_a_shallow_prior_is_causal_but_does_not_see_far(nb):
     assert reach[48, 47] and reach[48, 40] and not reach[48, 0]
 
 
-def test_a_naive_masked_stack_has_a_blind_spot(nb):
-    """The check above is not vacuous: the single stack of masked 3x3 kernels misses positions above and to the
-    right of the centre however deep it is, as the figure of 1.6 shows."""
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_a_naive_masked_stack_has_a_blind_spot(nb, kernel):
+    """The check above is not vacuous: a single stack of masked kernels moves at most k//2 columns right per row
+    up, so it misses the positions just above and far to the right of the centre however deep it is (the figure
+    of 1.6, with the prior's own kernel). It never sees the centre or anything after it."""
     torch.manual_seed(0)
-    field = nb.receptive_field(nb.NaiveMaskedStack(8, 8), 8)
-    assert field[2, 5] == 0 and field[2, 6] == 0 and field[1, 6] == 0 and field[2, 4] > 0 and field[3, 2] > 0
+    field = nb.receptive_field(nb.NaiveMaskedStack(8, 8, kernel).eval(), 8)
+    assert field[2, 3 + kernel // 2 + 1] == 0, "one row up, beyond k//2 columns to the right"
+    assert field[2, 3 + kernel // 2] > 0 and field[3, 2] > 0 and field[0, 6] > 0
     assert field[3:].sum() == field[3, :3].sum(), "nothing at or after the centre"
+    blind = nb.raster_past() & (field == 0)
+    assert blind.any() and not (~nb.raster_past() & (field > 0)).any()
+
+
+def test_the_class_reaches_both_gates_of_both_stacks(nb):
+    """v' = gate(W_v * v + V_v h) and x' uses gate(... + V_h h): the label embedding must enter the filter (tanh)
+    and the gate (sigmoid) halves of the vertical and of the horizontal stack. The gradient of a layer's outputs
+    with respect to the embedding row of the label is non-zero in each of its four quarters."""
+    torch.manual_seed(0)
+    layer = nb.GatedLayer("B", channels=4, kernel=3, n_labels=11, dropout=0.0).eval()
+    v, x, labels = torch.randn(2, 4, 3, 7), torch.randn(2, 4, 3, 7), torch.tensor([3, 3])
+    new_v, new_x = layer(v, x, labels)
+    (new_v.pow(2).sum() + new_x.pow(2).sum()).backward()
+    quarters = layer.label_embed.weight.grad[3].abs().view(4, 4).sum(1)      # [v filter, v gate, h filter, h gate]
+    assert (quarters > 0).all(), quarters
+    layer.zero_grad()
+    new_v, _ = layer(v, x, labels)
+    new_v.pow(2).sum().backward()
+    assert (layer.label_embed.weight.grad[3].view(4, 4).abs().sum(1)[:2] > 0).all(), "the vertical stack sees h"
+
+
+def test_the_horizontal_stack_is_residual_after_the_first_layer(nb):
+    """With the output convolution W_o set to zero, a mask-B layer passes x through unchanged (x' = x + 0) and the
+    mask-A layer outputs zeros (no residual: its input at (i, j) is the code to be predicted)."""
+    torch.manual_seed(0)
+    v, x, labels = torch.randn(2, 4, 3, 7), torch.randn(2, 4, 3, 7), torch.tensor([1, 10])
+    for mask, expected in (("B", x), ("A", torch.zeros_like(x))):
+        layer = nb.GatedLayer(mask, channels=4, kernel=3, n_labels=11, dropout=0.0).eval()
+        torch.nn.init.zeros_(layer.out[1].weight)
+        torch.nn.init.zeros_(layer.out[1].bias)
+        assert torch.equal(layer(v, x, labels)[1], expected), mask
+
+
+def test_guidance_pairs_each_class_with_the_no_class_label(nb):
+    """With w > 0 the prior runs on a doubled batch: the first half with the classes asked for, the second half
+    with the "no class" label (not the classes again), and the logits combine as l_y + w (l_y - l_null)."""
+    seen = []
+
+    class Recording(StubPrior):
+        def forward(self, codes, labels):
+            seen.append(labels.clone())
+            return super().forward(codes, labels)
+
+    prior = Recording(lambda batch, position: torch.zeros(batch, 6))
+    nb.sample_codes(prior, torch.tensor([2, 7]), seed=0, w=1.5)
+    assert all(torch.equal(labels, torch.tensor([2, 7, 10, 10])) for labels in seen)
+    seen.clear()
+    nb.sample_codes(prior, torch.tensor([2, 7]), seed=0)
+    assert all(torch.equal(labels, torch.tensor([2, 7])) for labels in seen), "no guidance: one pass, the classes"
+
+
+def test_the_prior_trains_with_label_dropout(nb, tmp_path, monkeypatch):
+    """train_prior replaces each label by "no class" with probability label_dropout: that is how the same network
+    learns p(c) for guidance. The labels code_nll sees are recorded; about that share is the null label."""
+    monkeypatch.setattr(nb, "CHECKPOINTS", tmp_path)
+    seen, code_nll = [], nb.code_nll
+    monkeypatch.setattr(nb, "code_nll", lambda prior, codes, labels, *rest: seen.append(labels) or
+                        code_nll(prior, codes, labels, *rest))
+    config = {"channels": 8, "layers": 2, "kernel": 3, "dropout": 0.0, "label_dropout": 0.3,
+              "epochs": 1, "batch": 500, "lr": 1e-3, "warmup": 1}
+    codes, labels = torch.randint(6, (2000, 7, 7)), torch.randint(10, (2000,))
+    nb.train_prior(config, codes, labels, 6)
+    null_share = (torch.cat(seen) == 10).float().mean().item()
+    assert null_share == pytest.approx(0.3, abs=0.04)
 
 
 def test_prior_conditioning_changes_every_position(nb):
@@ -266,3 +333,14 @@ def test_code_nll_is_the_cross_entropy_of_the_grid_logits(nb):
     codes, labels = torch.randint(6, (3, 7, 7)), torch.tensor([2, 7, prior.null_label])
     expected = torch.nn.functional.cross_entropy(prior(codes, labels), codes, reduction="sum")
     assert torch.allclose(nb.code_nll(prior, codes, labels, "sum"), expected, rtol=1e-5)
+
+
+def test_perplexity_of_code_counts(nb):
+    assert nb.perplexity_of(torch.tensor([5.0, 5.0, 5.0, 5.0, 0.0])) == pytest.approx(4.0)
+    assert nb.perplexity_of(torch.tensor([0.0, 7.0, 0.0])) == pytest.approx(1.0)
+
+
+def test_completions_start_from_images_with_ink_in_their_kept_rows(nb):
+    images, labels = torch.zeros(20, 1, 28, 28), torch.arange(20) % 10
+    images[10:, :, :8] = 1.0                            # only the second image of each class is inked at the top
+    assert torch.equal(nb.first_with_ink(images, labels, 8), torch.arange(10, 20))

@@ -33,13 +33,14 @@ def sde(nb):
     return nb.VESDE(sigma=25.0, t_min=1e-5)
 
 
+@pytest.mark.parametrize("rho", [7.0, None])
 @pytest.mark.parametrize("sampler", ["em", "pc", "ode"])
-def test_samplers_with_the_exact_score_reproduce_the_mixture(nb, sde, sampler):
+def test_samplers_with_the_exact_score_reproduce_the_mixture(nb, sde, sampler, rho):
     generator = torch.Generator().manual_seed(0)
     score, shape = mixture_score(sde), (4000, 2)
-    draw = {"em": lambda: nb.euler_maruyama(score, sde, shape, 500, generator)[0],
-            "pc": lambda: nb.predictor_corrector(score, sde, shape, 250, snr=0.16, generator=generator),
-            "ode": lambda: nb.probability_flow_heun(score, sde, shape, 250, generator)}[sampler]
+    draw = {"em": lambda: nb.euler_maruyama(score, sde, shape, 500, generator, rho=rho)[0],
+            "pc": lambda: nb.predictor_corrector(score, sde, shape, 250, snr=0.16, generator=generator, rho=rho),
+            "ode": lambda: nb.probability_flow_heun(score, sde, shape, 250, generator, rho=rho)}[sampler]
     weights, means, variances = mixture_statistics(draw())
     assert torch.allclose(weights, WEIGHTS, atol=0.04)
     assert torch.allclose(means, MEANS, atol=0.1)
@@ -52,12 +53,27 @@ def test_euler_maruyama_keeps_the_requested_snapshots(nb, sde):
     assert kept[0].std() > 3 * kept[19].std()
 
 
+def noise_config(share: float) -> dict:
+    return {"log_std_mean": -1.2, "log_std_spread": 1.2, "small_noise_share": share}
+
+
 def test_dsm_target_is_the_conditional_score(nb, sde):
     """Data at one point x0: p_t = N(x0, s(t)^2 I), whose score -(x - x0)/s^2 is the DSM target: loss 0."""
     x0 = torch.tensor([[1.0, -2.0]]).repeat(256, 1)
     exact = lambda x, t: -(x - x0) / nb.per_sample(sde.marginal_std(t), x) ** 2  # noqa: E731
     for share in (0.0, 0.5, 1.0):
-        assert nb.dsm_loss(exact, x0, sde, share).item() == pytest.approx(0.0, abs=1e-6)
+        assert nb.dsm_loss(exact, x0, sde, noise_config(share), 0.5).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_dsm_loss_weights_each_level_by_lambda(nb, sde):
+    """A score off by a constant c has loss lambda(t) * s(t)^2 * c^2 * dims per sample, with
+    lambda = (s^2 + sigma_d^2) / (1 + sigma_d^2): computed here from the same noise levels."""
+    x0, c, sigma_data = torch.zeros(4096, 2), 0.1, 0.5
+    exact = lambda x, t: -x / nb.per_sample(sde.marginal_std(t), x) ** 2 + c  # noqa: E731
+    loss = nb.dsm_loss(exact, x0, sde, noise_config(0.2), sigma_data, generator=torch.Generator().manual_seed(4))
+    s = sde.marginal_std(nb.sample_times(4096, sde, noise_config(0.2), torch.Generator().manual_seed(4)))
+    expected = ((s ** 2 + sigma_data ** 2) / (1 + sigma_data ** 2) * s ** 2 * c ** 2 * 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.3])
@@ -67,7 +83,8 @@ def test_dsm_loss_is_lowest_at_the_exact_score(nb, sde, share):
     exact = mixture_score(sde)
 
     def loss(score_fn):                                   # common random numbers for a fair comparison
-        return nb.dsm_loss(score_fn, x0, sde, share, generator=torch.Generator().manual_seed(3)).item()
+        generator = torch.Generator().manual_seed(3)
+        return nb.dsm_loss(score_fn, x0, sde, noise_config(share), 0.5, generator=generator).item()
 
     best = loss(exact)
     assert best < loss(lambda x, t: 1.2 * exact(x, t))
@@ -75,19 +92,63 @@ def test_dsm_loss_is_lowest_at_the_exact_score(nb, sde, share):
     assert best < loss(lambda x, t: exact(x, t) + 0.3)
 
 
-def test_noise_times_mix_uniform_t_and_log_uniform_noise_levels(nb, sde):
-    """share 0: t uniform on [t_min, 1]; share 1: log s(t) uniform between s(t_min) and s(1); between: the mixture."""
+def test_noise_levels_mix_a_log_normal_and_a_log_uniform_share(nb, sde):
+    """share 0: ln s(t) ~ N(mean, spread^2), clipped to the SDE's range; share 1: ln s uniform over the range; in
+    between, the mixture in that proportion."""
     generator = torch.Generator().manual_seed(0)
-    uniform = nb.sample_times(200000, sde, 0.0, generator)
-    assert uniform.min() >= sde.t_min and uniform.max() <= 1.0
-    assert uniform.mean().item() == pytest.approx(0.5, abs=0.005)
-    log_std = sde.marginal_std(nb.sample_times(200000, sde, 1.0, generator)).log()
-    low, high = (math.log(sde.marginal_std(torch.tensor(t)).item()) for t in (sde.t_min, 1.0))
+    low, high = (math.log(s) for s in sde.std_range())
+    log_std = sde.marginal_std(nb.sample_times(200000, sde, noise_config(0.0), generator)).log()
     assert log_std.min() >= low - 1e-3 and log_std.max() <= high + 1e-3
+    inside = log_std[(log_std > low + 0.01) & (log_std < high - 0.01)]
+    assert inside.median().item() == pytest.approx(-1.2, abs=0.02)
+    assert ((inside + 1.2).abs() < 1.2).float().mean().item() == pytest.approx(0.683, abs=0.01)
+    log_std = sde.marginal_std(nb.sample_times(200000, sde, noise_config(1.0), generator)).log()
     assert log_std.mean().item() == pytest.approx((low + high) / 2, abs=0.02)
-    small = sde.marginal_std(nb.sample_times(200000, sde, 0.25, generator)) < 0.05
-    expected = 0.75 * sde.time_of_std(torch.tensor(0.05)).item() + 0.25 * (math.log(0.05) - low) / (high - low)
+    small = sde.marginal_std(nb.sample_times(200000, sde, noise_config(0.25), generator)) < 0.05
+    normal_share = torch.distributions.Normal(-1.2, 1.2).cdf(torch.tensor(math.log(0.05))).item()
+    expected = 0.75 * normal_share + 0.25 * (math.log(0.05) - low) / (high - low)
     assert small.float().mean().item() == pytest.approx(expected, abs=0.005)
+
+
+def test_the_noise_level_grid(nb, sde):
+    """Geometric by default; rho-spaced: s_i = (s_max^(1/rho) + i/N (s_min^(1/rho) - s_max^(1/rho)))^rho. Both from
+    t = 1 down to t_min."""
+    s_min, s_max = sde.std_range()
+    for rho in (7.0, None):
+        times = nb.noise_level_times(sde, 10, rho)
+        assert times[0] == 1.0 and times[-1] == sde.t_min and (times[1:] < times[:-1]).all()
+    i = torch.arange(11) / 10
+    rho_levels = (s_max ** (1 / 7) + i * (s_min ** (1 / 7) - s_max ** (1 / 7))) ** 7
+    assert torch.allclose(sde.marginal_std(nb.noise_level_times(sde, 10, 7.0)[1:-1]), rho_levels[1:-1], rtol=1e-4)
+    geometric = sde.marginal_std(nb.noise_level_times(sde, 10))                      # the default
+    ratios = geometric[1:-1] / geometric[:-2]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-3)
+
+
+def test_an_euler_maruyama_step_adds_the_integral_of_g_squared(nb, sde):
+    """The drift and the noise of one step use D = s(t)^2 - s(t')^2, the integral of g^2 over [t', t]."""
+    t, t_next = torch.tensor(0.6), torch.tensor(0.5)
+    grid = torch.linspace(0.5, 0.6, 20001)
+    integral = torch.trapezoid(sde.diffusion(grid) ** 2, grid).item()
+    x = torch.zeros(20000, 1)
+    drift_only = nb.reverse_sde_step(lambda x, t: torch.ones_like(x), sde, x, t, t_next, noise=False)
+    assert drift_only[0].item() == pytest.approx(integral, rel=1e-4)
+    noisy = nb.reverse_sde_step(lambda x, t: torch.zeros_like(x), sde, x, t, t_next,
+                                torch.Generator().manual_seed(0))
+    assert noisy.var().item() == pytest.approx(integral, rel=0.03)
+
+
+def test_heun_is_second_order(nb):
+    """For dx/dt = x one Heun step of h multiplies by 1 + h + h^2/2; halving h divides the global error by ~4."""
+    step = nb.heun_step(lambda state, t: (state[0],), (torch.tensor([1.0]),), 0.0, 0.1)
+    assert step[0].item() == pytest.approx(1 + 0.1 + 0.005, abs=1e-7)
+
+    def error(n):
+        state = (torch.tensor([1.0], dtype=torch.float64),)
+        for k in range(n):
+            state = nb.heun_step(lambda s, t: (s[0],), state, k / n, (k + 1) / n)
+        return abs(state[0].item() - math.e)
+    assert 3.6 < error(20) / error(40) < 4.4
 
 
 def test_time_of_std_inverts_marginal_std(nb, sde):
@@ -97,9 +158,10 @@ def test_time_of_std_inverts_marginal_std(nb, sde):
 
 def test_dequantize_stays_within_the_pixel_bin(nb):
     images = torch.randint(0, 256, (64, 1, 28, 28)).float() / 255
-    x = nb.dequantize(images)
+    x = nb.dequantize(images, torch.Generator().manual_seed(0))
     k = (images * 255).round()
     assert (x >= k / 256).all() and (x <= (k + 1) / 256).all()             # up to float rounding
+    assert torch.equal(x, nb.dequantize(images, torch.Generator().manual_seed(0))), "the generator fixes the draw"
 
 
 def test_ode_likelihood_of_a_gaussian_matches_its_density(nb, sde):
@@ -122,21 +184,30 @@ def test_ode_likelihood_of_a_gaussian_matches_its_density(nb, sde):
     assert torch.allclose(bpd, -closed_form / (dims * math.log(2)) + 8)
 
 
-def test_score_network_shape_time_conditioning_and_scaling(nb, sde):
+def test_score_network_shape_and_time_conditioning(nb, sde):
     torch.manual_seed(0)
     net = nb.ScoreNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16)
     x = torch.randn(3, 1, 28, 28)
     out = net(x, torch.full((3,), 0.5))
     assert out.shape == x.shape
-    assert not torch.allclose(out, net(x, torch.full((3,), 0.9)) * sde.marginal_std(torch.tensor(0.9)) /
-                              sde.marginal_std(torch.tensor(0.5))), "time must change the network's output"
-    # s_theta(x, t) = F(x / sqrt(s^2 + 1/4), t) / s: undoing both scalings must leave the same F for any s
-    t = torch.full((3,), 0.5)
-    undone = []
-    for s in (1.0, 2.0):
-        net.marginal_std = lambda t, s=s: torch.full_like(t, s)
-        undone.append(net(x * math.sqrt(s ** 2 + 0.25), t) * s)
-    assert torch.allclose(undone[0], undone[1], atol=1e-5)
+    assert not torch.allclose(out, net(x, torch.full((3,), 0.9))), "time must change the network's output"
+
+
+def test_the_preconditioned_score_is_tweedies_formula(nb, sde):
+    """score = (D - x) / s^2 with D = c_skip x + c_out F(c_in x). With F = 0 the denoiser shrinks x toward 0 by
+    c_skip, which is exactly the posterior mean of x0 ~ N(0, sigma_d^2 I): the score must be that Gaussian's
+    blurred score -x / (sigma_d^2 + s^2). With F = 1 it moves by c_out / s^2 = sigma_d / (s sqrt(s^2 + sigma_d^2)).
+    And F sees its input at unit scale, c_in x."""
+    net = nb.ScoreNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, sigma_data=0.4)
+    x, t = torch.randn(3, 1, 28, 28) * 5, torch.tensor([0.1, 0.5, 0.9])
+    s = sde.marginal_std(t).view(-1, 1, 1, 1)
+    seen = []
+    net.unet.forward = lambda inputs, e: seen.append(inputs) or torch.zeros_like(inputs)
+    assert torch.allclose(net(x, t), -x / (0.4 ** 2 + s ** 2), rtol=1e-5)
+    assert torch.allclose(seen[0], x / torch.sqrt(s ** 2 + 0.4 ** 2))
+    net.unet.forward = lambda inputs, e: torch.ones_like(inputs)
+    shift = net(x, t) + x / (0.4 ** 2 + s ** 2)
+    assert torch.allclose(shift, (0.4 / (s * torch.sqrt(s ** 2 + 0.4 ** 2))).expand_as(x), rtol=1e-4)
 
 
 def test_unconditional_network_takes_no_labels(nb, sde):
@@ -157,7 +228,7 @@ def test_score_network_residual_blocks_per_level(nb, sde):
     """res_blocks gives each level its own count (the bench's former network has none at its first level); a count
     list that does not match the levels is refused with both lists in the message."""
     net = nb.ScoreNet(sde.marginal_std, channels=(8, 16, 32), embed_dim=16, res_blocks=(0, 1, 2))
-    assert [len(level) for level in net.res] == [0, 1, 2]
+    assert [len(level) for level in net.unet.res] == [0, 1, 2]
     expected = r"res_blocks \[1, 1\] must give one count per level of \[8, 16, 32\]"
     with pytest.raises(ValueError, match=expected):
         nb.ScoreNet(sde.marginal_std, channels=(8, 16, 32), res_blocks=(1, 1))
@@ -185,8 +256,9 @@ def test_main_model_training_never_sees_labels(nb, sde):
     """train_score_model without labels trains a network that has no label input at all, while a conditional stage
     does read its labels (invalid ones fail): the main model's training cannot depend on a label."""
     images = torch.rand(32, 1, 28, 28)
-    config = {"epochs": 1, "batch": 16, "lr": 1e-3, "ema_decay": 0.9, "small_noise_share": 0.1, "dequantize": True}
-    net_config = {"channels": [8, 16, 32], "embed_dim": 16, "res_blocks": [1, 1, 1], "space_to_depth": True}
+    config = {"epochs": 1, "batch": 16, "lr": 1e-3, "ema_decay": 0.9, **noise_config(0.1), "dequantize": True}
+    net_config = {"channels": [8, 16, 32], "embed_dim": 16, "res_blocks": [1, 1, 1], "space_to_depth": True,
+                  "sigma_data": 0.5}
     torch.manual_seed(0)
     net, losses = nb.train_score_model(config, net_config, sde, images)
     assert not any("label" in name for name, _ in net.named_parameters())
@@ -236,24 +308,75 @@ def test_sampled_images_follow_their_labels_across_uneven_batches(nb, sde, sampl
     assert torch.allclose(images.mean((1, 2, 3)), net.flat_means[torch.arange(11) % 10], atol=0.02)
 
 
-def test_foreach_ema_equals_the_loop_with_warm_up(nb):
-    """EMA.update (one _foreach_lerp_) equals the per-tensor loop with decay min(d, (1 + n) / (10 + n))."""
+def test_weight_average_is_an_exponential_moving_average_with_a_warm_up(nb):
+    """The first update copies the weights; the k-th does theta_ema <- d theta_ema + (1 - d) theta with
+    d = min(decay, (1 + k) / (10 + k)), computed here by hand; the average has no gradients and survives a
+    state_dict round trip."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
-    ema = nb.EMA(model, decay=0.99)
-    expected = [p.detach().clone() for p in model.parameters()]
-    for n in range(1, 60):
+    averaged = nb.weight_average(model, decay=0.95)
+    expected = None
+    for k in range(1, 61):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p))
-        ema.update(model)
-        decay = min(0.99, (1 + n) / (10 + n))
-        expected = [e.lerp(p.detach(), 1 - decay) for e, p in zip(expected, model.parameters())]
-    assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(ema.model.parameters(), expected))
-    assert not any(p.requires_grad for p in ema.model.parameters())
-    restored = nb.EMA(model, decay=0.99)
-    restored.load_state_dict(ema.state_dict())
-    assert restored.updates == ema.updates == 59
+        averaged.update_parameters(model)
+        current = [p.detach().clone() for p in model.parameters()]
+        d = min(0.95, (1 + k) / (10 + k))
+        expected = current if expected is None else [d * e + (1 - d) * c for e, c in zip(expected, current)]
+    assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(averaged.module.parameters(), expected))
+    assert not any(p.requires_grad for p in averaged.module.parameters())
+    restored = nb.weight_average(model, decay=0.95)
+    restored.load_state_dict(averaged.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.module.parameters(), averaged.module.parameters()))
+
+
+def test_the_library_average_matches_the_hand_made_one_it_replaced(nb):
+    """The former EMA class started from a copy of the initial weights and updated with the same warm-up from its
+    first step; torch's AveragedModel copies at its first update instead. Within 100 updates the initial weights'
+    share has vanished, and the two agree to float tolerance: the replacement leaves the trained weights as they
+    were."""
+    torch.manual_seed(1)
+    model = torch.nn.Linear(8, 8)
+    averaged = nb.weight_average(model, decay=0.999)
+    former = [p.detach().clone() for p in model.parameters()]
+    for n in range(1, 101):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        averaged.update_parameters(model)
+        d = min(0.999, (1 + n) / (10 + n))
+        former = [f.lerp(p.detach(), 1 - d) for f, p in zip(former, model.parameters())]
+    assert all(torch.allclose(a, f, atol=1e-6) for a, f in zip(averaged.module.parameters(), former))
+
+
+def test_the_exact_score_error_of_the_exact_score_is_zero(nb, sde):
+    """exact_score_error compares a network with the score of the blurred empirical distribution; a stand-in
+    network that returns that very score must score 0, and one that returns 0 must score 1."""
+    data = torch.rand(50, 1, 28, 28)
+
+    class Exact(torch.nn.Module):
+        def forward(self, x, t, y=None):
+            s = sde.marginal_std(t)[0].item()
+            flat = x.flatten(1)
+            weights = torch.softmax(-torch.cdist(flat, data.flatten(1)) ** 2 / (2 * s ** 2), dim=1)
+            return ((weights @ data.flatten(1) - flat) / s ** 2).view_as(x)
+
+    levels = torch.tensor([0.05, 0.5, 5.0])
+    assert torch.allclose(nb.exact_score_error(Exact(), sde, data, levels, n=20), torch.zeros(3), atol=1e-6)
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, t, y=None):
+            return torch.zeros_like(x)
+
+    assert torch.allclose(nb.exact_score_error(Zero(), sde, data, levels, n=20), torch.ones(3))
+
+
+def test_fine_energy_is_zero_for_flat_images_and_grows_with_speckle(nb):
+    flat = torch.full((2, 1, 28, 28), 0.3)
+    speckled = flat + 0.1 * torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(nb.fine_energy(flat), torch.zeros(2), atol=1e-12)
+    assert (nb.fine_energy(speckled) > 0.005).all()
 
 
 def test_vesde_closed_forms(nb, sde):

@@ -8,6 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from conftest import figure_findings
 from lib.notebook_defs import NOTEBOOK, configuration_source
 
 PROCESS_WORDS = ("issue", "floor", "bench", "quality target", "previous execution", "earlier version", "previous run",
@@ -39,10 +40,57 @@ def test_notebook_never_reads_the_shared_folder():
     assert "../shared" not in text and "shared/data" not in text
 
 
-def test_colab_opens_it_on_a_gpu_with_python3():
-    metadata = nbformat.read(NOTEBOOK, as_version=4).metadata
-    assert metadata["kernelspec"]["name"] == "python3"
-    assert metadata["accelerator"] == "GPU" and metadata["colab"]["gpuType"] == "T4"
+def folded(cell) -> bool:
+    """True when `cell` opens folded both on Colab (a #@title line and cellView "form") and in JupyterLab or
+    Notebook 7 (jupyter.source_hidden), with a title that says what it holds."""
+    title = cell.source.splitlines()[0] if cell.source else ""
+    return (title.startswith("#@title ") and len(title) > 15 and cell.metadata.get("cellView") == "form"
+            and cell.metadata.get("jupyter", {}).get("source_hidden") is True)
+
+
+def test_set_up_and_rendering_cells_open_folded_with_a_title():
+    """What a reader should not have to scroll past opens folded where people open the notebook: every set-up cell
+    before Question 1, every plumbing cell (print-skip) and every cell whose job is to render text or a figure
+    (print-output-only). The cells of the answers' code stay open."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    first_question = next(i for i, cell in enumerate(notebook.cells) if cell.source.startswith("# Question 1"))
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        should_fold = index < first_question or tags & {"print-skip", "print-output-only"}
+        assert folded(cell) == bool(should_fold), f"cell {index}: {cell.source[:80]!r}"
+    assert notebook.metadata["kernelspec"]["name"] == "python3" and notebook.metadata["accelerator"] == "GPU"
+
+
+def test_no_figure_or_text_cell_defines_a_name_that_another_cell_needs():
+    """A cell that renders a figure or text (print-output-only) may be folded away or left out of the PDF: the
+    names it assigns at top level must not be read by any later cell."""
+    import ast
+
+    cells = code_cells(nbformat.read(NOTEBOOK, as_version=4))
+    for index, cell in enumerate(cells):
+        if "print-output-only" not in cell.metadata.get("tags", []):
+            continue
+        defined = {node.id for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Name)
+                   and isinstance(node.ctx, ast.Store)}
+        defined |= {node.name for node in ast.parse(cell.source).body if isinstance(node, ast.FunctionDef)}
+        for later in cells[index + 1:]:
+            tree = ast.parse(later.source)
+            names = [node for node in ast.walk(tree) if isinstance(node, ast.Name)]
+            assigned = {node.id for node in names if isinstance(node.ctx, ast.Store)}
+            assigned |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}   # parameters
+            read = {node.id for node in names if isinstance(node.ctx, ast.Load)}
+            needed = (read - assigned) & defined
+            assert not needed, f"{sorted(needed)} defined in the figure/text cell {cell.source.splitlines()[0]!r}"
+
+
+def test_the_receptive_field_is_shown_next_to_the_prior_before_it_is_trained():
+    sources = [cell.source for cell in nbformat.read(NOTEBOOK, as_version=4).cells]
+    model = next(i for i, source in enumerate(sources) if source.startswith("class GatedPixelCNN"))
+    figure = next(i for i, source in enumerate(sources) if "receptive field" in source and source.startswith("#@title"))
+    training = next(i for i, source in enumerate(sources) if "= train_prior(" in source)
+    assert model < figure < training
 
 
 def test_long_cells_only_define():
@@ -109,6 +157,10 @@ def assert_clean_execution(path):
                       if output.output_type == "stream")
     for unwanted in ("it/s", "Warning", "warn", ".pt", "checkpoint", "loaded"):
         assert unwanted not in streams, f"{unwanted!r} in the printed output: {streams[:300]}"
+    figures = figure_findings(path.with_suffix(".figures.jsonl"))
+    assert len(figures) >= images - 1, "every figure was measured at print size"
+    problems = [f"{record['figure']}: {problem}" for record in figures for problem in record["problems"]]
+    assert not problems, "\n".join(problems)
 
 
 def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
@@ -116,7 +168,7 @@ def test_smoke_run_has_no_errors_and_counts_in_order(smoke_notebook):
 
 
 def load_artifacts(smoke_notebook, name, samples):
-    folder = smoke_notebook.parent / "artifacts"
+    folder = smoke_notebook.parent / "runs" / "smoke" / "seed0"
     return json.loads((folder / f"{name}_metrics.json").read_text()), np.load(folder / f"{samples}.npy")
 
 
@@ -128,8 +180,9 @@ def assert_images(samples, n):
 def test_question1_artifacts(smoke_notebook):
     metrics, samples = load_artifacts(smoke_notebook, "q1", "q1_samples")
     assert_images(samples, 20)                                            # the smoke profile: 2 per class
-    assert metrics["profile"] == "smoke" and metrics["device"] == "cpu"
-    assert metrics["mixed_precision"] in ("fp32", "bf16")
+    assert metrics["profile"] == "smoke" and metrics["device"] == "cpu" and metrics["seed"] == 0
+    assert metrics["precision_of_this_execution"] in ("fp32", "bf16")
+    assert set(metrics["seconds"]["precision"].values()) == {metrics["precision_of_this_execution"]}
     assert 0 < metrics["recon_mse"] < 1 and metrics["psnr_db"] == pytest.approx(-10 * np.log10(metrics["recon_mse"]))
     assert 1 <= metrics["perplexity"] <= metrics["codes_used"] <= metrics["codebook_size"]
     assert set(metrics["ablation"]["variants"]) == {"plain", "ema", "ema_restart"}
@@ -142,7 +195,7 @@ def test_question1_artifacts(smoke_notebook):
     assert set(metrics["seconds"]["stages"]) == {"train_vqvae", "encode_all", "train_prior", "prior_samples",
                                                  "train_classifier"}
     assert metrics["seconds"]["computed_in_this_execution"] and metrics["seconds"]["this_execution"] > 0
-    pairs = [(row["temperature"], row["guidance"]) for row in metrics["sampling"]["grid"]]
+    pairs = [(row["temperature"], row["guidance"]) for row in metrics["sampling"]["settings"]]
     assert pairs == [(1.0, 0.0), (1.0, 1.0), (0.7, 0.0), (0.7, 1.0)]            # the smoke profile's grid
     assert (metrics["sampling"]["temperature"], metrics["sampling"]["guidance"]) in pairs
 
@@ -154,8 +207,10 @@ def test_question2_artifacts(smoke_notebook):
     assert_images(guided, 20)
     assert metrics["final_sampler"]["sampler"] in ("em", "pc")
     assert {row["sampler"] for row in metrics["sampler_table"]} == {"em", "pc", "ode"}
-    assert [(row["sampler"], row["nfe"]) for row in metrics["sampler_table"]] == [
-        ("em", 4), ("em", 8), ("pc", 4), ("pc", 8), ("ode", 4), ("ode", 8), ("pc", 8)]   # the smoke grid
+    assert [(row["sampler"], row["nfe"], row["rho"]) for row in metrics["sampler_table"]] == [
+        ("em", 4, None), ("em", 8, None), ("pc", 4, None), ("pc", 8, None), ("ode", 4, None), ("ode", 8, None),
+        ("em", 8, 7.0), ("pc", 8, 7.0), ("ode", 8, 7.0), ("pc", 8, None)]                    # the smoke table
+    assert len(metrics["ranking"]["relative_score_error"]) == len(metrics["ranking"]["noise_levels"])
     assert [row["guidance"] for row in metrics["conditional"]["guidance_table"]] == [0.0, 1.0]
     assert metrics["conditional"]["guidance"] in (0.0, 1.0)
     assert np.isfinite(metrics["bits_per_dim"]) and metrics["bits_per_dim_standard_error"] >= 0
@@ -186,11 +241,13 @@ def test_fp16_rerun_loads_every_stage_of_another_precision_and_trains_in_fp16(fp
     again in fp16 without a skipped first step, a warning or an error."""
     folder = fp16_rerun_notebook.parent
     assert_clean_execution(fp16_rerun_notebook)
-    first, second = (json.loads((folder / sub / "q1_metrics.json").read_text()) for sub in ("first_artifacts",
-                                                                                              "artifacts"))
-    assert second["mixed_precision"] == "fp16" and first["mixed_precision"] != "fp16"
+    first, second = (json.loads((folder / sub / "q1_metrics.json").read_text())
+                     for sub in ("first_artifacts", "runs/smoke/seed0"))
+    assert second["precision_of_this_execution"] == "fp16" and first["precision_of_this_execution"] != "fp16"
+    assert second["seconds"]["precision"] == first["seconds"]["precision"], "loaded stages keep their precision"
+    assert not second["seconds"]["computed_in_this_execution"]
     # what the stages computed is loaded; what is evaluated afresh (decoding, scoring) now runs in fp16
-    for again, once in zip(second["sampling"]["grid"], first["sampling"]["grid"], strict=True):
+    for again, once in zip(second["sampling"]["settings"], first["sampling"]["settings"], strict=True):
         assert {k: again[k] for k in ("temperature", "guidance", "n", "class_histogram")} == \
             {k: once[k] for k in ("temperature", "guidance", "n", "class_histogram")}
         assert again["fid"] == pytest.approx(once["fid"], rel=0.05)
@@ -205,8 +262,23 @@ def test_fp16_rerun_loads_every_stage_of_another_precision_and_trains_in_fp16(fp
     q2_stages = ("train_score_model", "sample_images", "test_set_bits_per_dim")
     assert {name for name in computed_first if not name.startswith(q2_stages)} <= loaded
     assert computed and all(name.startswith(q2_stages) for name in computed)
-    q2 = json.loads((folder / "artifacts" / "q2_metrics.json").read_text())
-    assert q2["mixed_precision"] == "fp16" and not any(line.split()[2] == "resumed" for line in rerun)
+    q2 = json.loads((folder / "runs" / "smoke" / "seed0" / "q2_metrics.json").read_text())
+    assert q2["precision_of_this_execution"] == "fp16" and not any(line.split()[2] == "resumed" for line in rerun)
+    assert set(q2["seconds"]["precision"].values()) <= {"fp16", first["precision_of_this_execution"]}
+    assert q2["seconds"]["precision"]["train_score_model"] == "fp16"
+
+
+def test_a_smoke_run_writes_nothing_the_repository_commits(smoke_notebook):
+    """The quick check must not overwrite the committed cpu run: its artifacts go to runs/smoke/, and `make run
+    PROFILE=smoke` writes its executed notebook there too instead of over the committed one."""
+    folder = smoke_notebook.parent
+    assert (folder / "runs" / "smoke" / "seed0" / "q1_metrics.json").exists()
+    assert not (folder / "artifacts").exists()
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "run", "PROFILE=smoke"], cwd=NOTEBOOK.parent, capture_output=True, text=True)
+    command = next(line for line in dry.stdout.splitlines() if "nbconvert" in line)
+    assert "--inplace" not in command and "runs/smoke" in command
 
 
 def run_configuration(monkeypatch, namespace: dict) -> None:
@@ -258,13 +330,13 @@ def fixed_batch_outputs(nb):
     t = torch.linspace(0.1, 1.0, len(x))
     with nb.autocast():
         score = net(x, t)
-    score_loss = nb.dsm_loss(net, x, sde, q2["train"]["small_noise_share"], torch.Generator().manual_seed(1))
+    score_loss = nb.dsm_loss(net, x, sde, q2["train"], q2["net"]["sigma_data"], torch.Generator().manual_seed(1))
     return {"vqvae": (reconstruction, vq_loss), "prior": (logits, prior_loss), "score": (score, score_loss)}
 
 
 def test_mixed_precision_switch_keeps_shapes_and_losses(nb, monkeypatch):
     """The mixed-precision setting on the CPU: bf16 autocast (what "auto" picks on a CPU with AVX512-BF16) against
-    fp32 ("off"), on one fixed batch. Outputs keep their shapes, losses come back in fp32 and agree within bf16's
+    fp32, on one fixed batch. Outputs keep their shapes, losses come back in fp32 and agree within bf16's
     precision, and bf16 does change them (the switch is not silently ignored)."""
     monkeypatch.setattr(nb, "AMP", None)
     fp32 = fixed_batch_outputs(nb)
@@ -279,16 +351,16 @@ def test_mixed_precision_switch_keeps_shapes_and_losses(nb, monkeypatch):
 
 
 def test_mixed_precision_setting_picks_the_dtype(nb, monkeypatch):
-    """"off" is fp32 everywhere, "bf16" and "fp16" force that dtype; "auto" on a GPU is bf16 from compute
-    capability 8 (Ampere) on, fp16 before it; anything else is refused with the choices."""
-    assert nb.autocast_dtype(torch.device("cpu"), "off") is None
+    """"fp32" (the name the notebook prints) is no autocast, "bf16" and "fp16" force that dtype; "auto" on a GPU is
+    bf16 from compute capability 8 (Ampere) on, fp16 before it; anything else is refused with the choices."""
+    assert nb.autocast_dtype(torch.device("cpu"), "fp32") is None
     assert nb.autocast_dtype(torch.device("cpu"), "fp16") == torch.float16
     assert nb.autocast_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     assert nb.autocast_dtype(torch.device("cuda"), "auto") == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert nb.autocast_dtype(torch.device("cuda"), "auto") == torch.float16
-    with pytest.raises(ValueError, match='mixed_precision must be one of "auto", .off., .bf16., .fp16.; got .fp8.'):
+    with pytest.raises(ValueError, match='mixed_precision must be "auto" or one of .fp32., .bf16., .fp16.; got .fp8.'):
         nb.autocast_dtype(torch.device("cpu"), "fp8")
 
 
@@ -304,20 +376,21 @@ def test_every_profile_trains_and_samples_at_full_size(nb, profile):
         nb.VQVAE({**q1["vqvae"], "hidden": q1["ablation"]["hidden"]}, mode)(x)
     vqvae = nb.VQVAE(q1["vqvae"], "ema_restart")
     total, _ = vqvae.loss(x)
-    nb.Optimizer(vqvae.parameters(), 1e-3, 10).step(total)
+    nb.ScheduledAdam(vqvae.parameters(), 1e-3, 10).step(total)
     codes, K = vqvae.encode(x), q1["vqvae"]["codebook_size"]
     prior = nb.GatedPixelCNN.from_config(K, q1["prior"])
-    nb.Optimizer(prior.parameters(), 1e-3, 10).step(nb.code_nll(prior, codes, labels))
+    nb.ScheduledAdam(prior.parameters(), 1e-3, 10).step(nb.code_nll(prior, codes, labels))
     grids = nb.sample_codes(prior.eval(), labels[:2], seed=0, temperature=0.9, w=1.0)
     assert vqvae.decode(grids).shape == (2, 1, 28, 28)
     q2 = config["q2"]
     sde = nb.VESDE(**q2["sde"])
     net = nb.ScoreNet(sde.marginal_std, **q2["net"])
-    nb.Optimizer(net.parameters(), 1e-3, 10, clip=1.0).step(nb.dsm_loss(net, x, sde, q2["train"]["small_noise_share"]))
+    nb.ScheduledAdam(net.parameters(), 1e-3, 10, clip=1.0).step(nb.dsm_loss(net, x, sde, q2["train"],
+                                                                           q2["net"]["sigma_data"]))
     images, _ = nb.euler_maruyama(nb.score_function(net.eval()), sde, (2, 1, 28, 28), 2)
     conditional = nb.ScoreNet(sde.marginal_std, **q2["net"], n_classes=10).eval()
     guided = nb.predictor_corrector(nb.score_function(conditional, labels[:2], 1.0), sde, (2, 1, 28, 28), 2,
-                                    q2["sampler_grid"]["snr"])
+                                    q2["samplers"]["snr"])
     assert images.shape == guided.shape == (2, 1, 28, 28)
     assert nb.SmallClassifier(config["classifier"]["width"])(x).shape == (4, 10)
 
@@ -343,14 +416,14 @@ def test_fp16_training_steps_from_the_first_step(nb, monkeypatch, profile):
             return nb.code_nll(prior, codes, labels)
 
     for model, loss, clip in [(vqvae, lambda: vqvae.loss(x)[0], None), (prior, prior_loss, None),
-                              (net, lambda: nb.dsm_loss(net, x, sde, 0.05), 1.0)]:
-        optimizer = nb.Optimizer(model.parameters(), 1e-3, 10, clip=clip)
+                              (net, lambda: nb.dsm_loss(net, x, sde, q2["train"], q2["net"]["sigma_data"]), 1.0)]:
+        optimizer = nb.ScheduledAdam(model.parameters(), 1e-3, 10, clip=clip)
         assert optimizer.scaler.is_enabled()
         before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             optimizer.step(loss())
-        assert optimizer.scaler.get_scale() == nb.Optimizer.INITIAL_LOSS_SCALE, f"{type(model).__name__} overflowed"
+        assert optimizer.scaler.get_scale() == nb.ScheduledAdam.INITIAL_LOSS_SCALE, f"{type(model).__name__} overflowed"
         after = [p for p in model.parameters() if p.requires_grad]
         assert any(not torch.equal(a, b) for a, b in zip(before, after)), type(model).__name__
 
@@ -367,6 +440,16 @@ def test_a_typo_in_a_profile_is_refused_with_the_keys_it_could_mean(nb):
 def test_the_callers_values_take_precedence_over_the_notebooks_literals(nb):
     """The notebook says PROFILE = "auto"; the tests' loader asked for "test" and must get it."""
     assert 'PROFILE = "auto"' in configuration_source() and nb.PROFILE == "test"
+
+
+def test_the_run_seed_comes_from_the_environment_and_sets_the_artifacts_folder(monkeypatch):
+    monkeypatch.setenv("ASGN3_PROFILE", "cpu")
+    monkeypatch.setenv("ASGN3_SEED", "2")
+    monkeypatch.delenv("ASGN3_ARTIFACTS", raising=False)
+    namespace = {}
+    run_configuration(monkeypatch, namespace)
+    assert namespace["CFG"]["seed"] == 2 and namespace["ARTIFACTS"].as_posix() == "artifacts/seeds/seed2"
+    assert namespace["CFG"]["classifier"]["seed"] == 0, "the yardstick keeps its own seed"
 
 
 def question_cells(notebook, number: int) -> list:
@@ -392,6 +475,57 @@ def test_static_markdown_types_no_configuration_value():
     for source in markdown_sources(nbformat.read(NOTEBOOK, as_version=4)):
         typed = [match.group(0) for pattern in TYPED_CONFIGURATION for match in re.finditer(pattern, source)]
         assert not typed, f"{typed} typed in: {source[:150]}"
+
+
+CONFIG_NOUNS = r"(?:codes?|epochs?|layers?|steps?|channels?|samples?|images?|blocks?|bits?|classes|digits)"
+CONFIG_SETTINGS = (r"(?:temperature|guidance weight|guidance|weight|decay|snr|signal-to-noise ratio|dropout|"
+                   r"learning rate|batch size|batch|width|threshold|spread)")
+
+
+def configuration_numbers() -> set:
+    """Every number in the configuration (BASE and the profiles' overrides) that a sentence could quote."""
+    from lib.notebook_defs import notebook_constant
+
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.add(float(value))
+    walk(notebook_constant("BASE"))
+    walk(notebook_constant("OVERRIDES"))
+    return found
+
+
+def quoted_settings(text: str) -> list:
+    """The numbers of `text` written next to what they count ("1024 codes") or what they set ("temperature of
+    0.7")."""
+    quoted = [m.group(1) for m in re.finditer(rf"(\d[\d ]*(?:\.\d+)?)\s+{CONFIG_NOUNS}\b", text)]
+    quoted += [m.group(1) for m in re.finditer(rf"\b{CONFIG_SETTINGS}\s+(?:of\s+|=\s*|at\s+)?(\d+(?:\.\d+)?)", text,
+                                               flags=re.I)]
+    return [float(q.replace(" ", "")) for q in quoted]
+
+
+def test_static_markdown_writes_no_configuration_value_in_words():
+    """"1024 codes" or "a temperature of 0.7" in static Markdown stops being true when the configuration changes:
+    a number that equals a configured value, next to what it counts or sets, must be rendered from the
+    configuration. Small integers (up to 10) are structure ("4 channels" of a 2x2 patch), not settings."""
+    values = configuration_numbers()
+    for source in markdown_sources(nbformat.read(NOTEBOOK, as_version=4)):
+        typed = [q for q in quoted_settings(source) if q in values and (q > 10 or not q.is_integer())]
+        assert not typed, f"{typed} typed in: {source[:150]}"
+
+
+def test_the_configuration_check_catches_words_too():
+    """The check above is not vacuous: the two sentences of issue 33 are caught."""
+    values = configuration_numbers()
+    for sentence in ("each image uses 1024 codes", "sampled at a temperature of 0.7"):
+        assert any(q in values for q in quoted_settings(sentence)), sentence
 
 
 @pytest.mark.parametrize("number", [1, 2])
@@ -421,11 +555,14 @@ def test_answer_pages_speak_to_a_grader(number):
         assert not found, f"{found} in: {cell.source[:150]}"
 
 
-def test_code_lines_fit_the_printed_page():
-    """Every code line fits the PDF's page width (120 characters at the export's font size)."""
-    long = [line for cell in code_cells(nbformat.read(NOTEBOOK, as_version=4)) for line in cell.source.splitlines()
-            if len(line) > 120]
-    assert not long, f"{len(long)} lines longer than 120 characters, e.g. {long[0]!r}"
+def test_the_notebook_tools_and_tests_pass_ruff():
+    """ruff (pyproject.toml's rules, line length 120 included: a code line of the notebook must fit the printed
+    page) on the notebook, the tools and the tests."""
+    import subprocess
+
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", NOTEBOOK.name, "tools", "tests",
+                           "written/figures.py"], cwd=NOTEBOOK.parent, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout[-3000:]
 
 
 @pytest.mark.parametrize("number", [1, 2])

@@ -1,0 +1,51 @@
+"""The yardstick both questions share: FID and its bootstrap spread, precision and recall, and the rule that
+picks a setting only when it beats the plain one beyond the noise."""
+import numpy as np
+import pytest
+import torch
+
+
+def test_frechet_distance_of_gaussians_matches_closed_form(nb):
+    rng = torch.Generator().manual_seed(0)
+    a = torch.randn(20000, 3, generator=rng).double().numpy()
+    b = (torch.randn(20000, 3, generator=rng) * 2 + 1).double().numpy()
+    # means differ by 1 in each of 3 dims; covariances I and 4I: 3 + 3 * (1 + 4 - 2 * 2) = 6
+    assert nb.frechet_distance(a, b) == pytest.approx(6.0, abs=0.15)
+    assert nb.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_fid_spread_is_the_noise_of_the_sample_draw(nb):
+    """The bootstrap spread matches the standard deviation of the FID over independent draws of the same size
+    (within a factor of two), and shrinks as the sample grows."""
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(5000, 4))
+    fids = [nb.frechet_distance(rng.normal(0.3, 1.0, size=(300, 4)), reference) for _ in range(60)]
+    spread = nb.fid_spread(rng.normal(0.3, 1.0, size=(300, 4)), reference, draws=60)
+    assert 0.5 < spread / np.std(fids) < 2.0
+    assert nb.fid_spread(rng.normal(0.3, 1.0, size=(3000, 4)), reference) < spread
+
+
+def test_precision_and_recall_separate_fidelity_from_diversity(nb):
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(500, 2))
+    assert nb.precision_recall(real, real.copy()) == (1.0, 1.0)
+    collapsed = rng.normal(scale=0.05, size=(500, 2))                  # every sample near the mode
+    precision, recall = nb.precision_recall(real, collapsed)
+    assert precision > 0.95 and recall < 0.3
+    far = rng.normal(loc=50, size=(500, 2))
+    assert nb.precision_recall(real, far) == (0.0, 0.0)
+
+
+def row(fid: float, spread: float, **setting) -> dict:
+    return {"fid": fid, "fid_spread": spread, **setting}
+
+
+def test_the_plain_setting_is_kept_unless_beaten_beyond_the_spread(nb):
+    """beats: the difference must exceed twice the spread of the difference. choose_setting: the plainest row among
+    those the lowest-FID row does not beat."""
+    plain, close, far = row(10.0, 0.5, w=0.0), row(9.0, 0.5, w=1.0), row(7.0, 0.5, w=2.0)
+    assert not nb.beats(close, plain) and nb.beats(far, plain)
+    assert nb.choose_setting([plain, close], lambda r: r["w"]) is plain
+    assert nb.choose_setting([plain, close, far], lambda r: r["w"]) is far
+    tied_with_best = row(7.5, 0.5, w=1.5)
+    assert nb.choose_setting([plain, tied_with_best, far], lambda r: r["w"]) is tied_with_best
