@@ -121,9 +121,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
 
     def prior_step(variant):
         torch.manual_seed(0)
-        prior = nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"]).to(device)
-        averaged = nb.weight_average(prior, q1["prior"]["ema_decay"])
-        prior = variant_model(prior, variant)
+        prior = variant_model(nb.GatedPixelCNN.from_config(q1["vqvae"]["codebook_size"], q1["prior"]), variant)
         optimizer = nb.ScheduledAdam(prior.parameters(), 1e-3, 1000)
 
         def step():
@@ -133,7 +131,6 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
                 else:
                     loss = nb.code_nll(prior, codes, code_labels)
             optimizer.step(loss)
-            average(averaged, prior, q1["prior"]["ema_decay"], variant)
             if variant.get("sync_each_step"):
                 loss.item()
         return step, len(codes)
@@ -189,7 +186,7 @@ def build_stages(nb, config: dict, device: torch.device, smoke: bool) -> list:
     return [
         Stage("vqvae_train_step", vqvae_step, {"baseline": {**baseline_sync, "expanded_distance": True},
                                                "adopted": {}, **candidates}),
-        Stage("prior_train_step", prior_step, {"baseline": {**baseline_sync, "grid_loss": True, "loop_ema": True},
+        Stage("prior_train_step", prior_step, {"baseline": {**baseline_sync, "grid_loss": True},
                                                "adopted": {}, **candidates}),
         Stage("score_train_step", score_step, {"baseline": {**baseline_sync, "loop_ema": True, **old_net},
                                                "adopted": {}, "adopted_settings_old_network": old_net,

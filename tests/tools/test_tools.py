@@ -278,7 +278,7 @@ def test_stage_work_counts_the_notebooks_calls():
     config = {"subset": None, "classifier": {"epochs": 2, "batch": 128},
               "q1": {"vqvae": {"epochs": 3, "batch": 64}, "ablation": {"n_images": 1000, "epochs": 2},
                      "prior": {"epochs": 1, "batch": 100}, "samples_per_class": 10,
-                     "sampling_grid": {"temperatures": [1.0], "guidance": [0.0, 1.0], "per_class": 1},
+                     "sampling_settings": {"temperatures": [1.0], "guidance": [0.0, 1.0], "per_class": 1},
                      "completion": {"kept_rows": 3, "samples": 2}},
               "q2": {"train": {"epochs": 2, "batch": 128}, "conditional": {"train": {"epochs": 1}, "guidance": [0, 1]},
                      "samplers": {"n_images": 10, "nfe": [4], "snr_sweep": []}, "n_samples": 10,
@@ -295,13 +295,15 @@ def test_stage_work_counts_the_notebooks_calls():
                                    ("prior_pass", 28, 10), ("prior_pass", 28, 10)]       # two completions
     # test set, training reference, five sets of 100 and the grid's two of 10
     assert work["q1 classifier"][1] == ("classifier_pass", math.ceil((10000 + 10000 + 500 + 20) / 1000), 1000)
-    # three samplers on the rho grid, EM and the ODE on the geometric one, no other snr
-    assert work["q2 sampler table"] == [("score_pass", 4, 10)] * 5
-    # test set, five table rows and the real row, two guidance rows, saved, real and guided sets of 10
-    assert work["q2 classifier"][1] == ("classifier_pass", math.ceil((10000 + 8 * 10 + 30) / 1000), 1000)
-    assert work["q2 ranking"] == [("score_pass", 12, 200), ("score_pass", 5 * 2, 64)]
+    # the three samplers on the geometric grid and again on the rho grid, no other snr
+    assert work["q2 sampler table"] == [("score_pass", 4, 10)] * 6
+    # test set, six table rows and the real row, two guidance rows, saved, real and guided sets of 10
+    assert work["q2 classifier"][1] == ("classifier_pass", math.ceil((10000 + 9 * 10 + 30) / 1000), 1000)
+    # 12 noise levels against the exact score; EM (1 pass a step) and ODE (3) paths of nfe_top / 2 = 2 steps
+    assert work["q2 ranking"] == [("score_pass", 12, 200), ("score_pass", 4 * 2, 64)]
     assert work["q2 samples"] == [("score_pass", 4, 80), ("score_pass", 4, 10)]
-    assert work["q2 guidance"] == [("score_pass", 2, 10), ("score_pass", 2, 20), ("score_pass", 2, 20)]
+    # w = 0 runs unguided at the full budget; a guided sampler halves its steps on a doubled batch
+    assert work["q2 guidance"] == [("score_pass", 4, 10), ("score_pass", 2, 20), ("score_pass", 2, 20)]
     assert work["q2 likelihood"] == [("score_vjp", 10, 64)]
 
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,3 +44,26 @@ def test_the_printed_scale_follows_the_export():
     renderer = fig.canvas.get_renderer()
     assert abs(notebook_audit.printed_scale(fig, renderer) - 80 / 96) < 1e-6
     plt.close(fig)
+
+
+@pytest.mark.filterwarnings("ignore:internal:DeprecationWarning")
+def test_a_warning_from_the_notebooks_own_call_becomes_an_error():
+    """Code compiled as ipykernel compiles a cell (/tmp/ipykernel_<pid>/<n>.py) that makes a library warn, as numpy
+    does for a tensor passed to imshow, fails; the same warning from library code alone is only shown."""
+    import warnings
+
+    saved = warnings.showwarning, warnings.filters[:]
+    try:
+        notebook_audit.raise_for_notebook_warnings()
+        cell = compile("import warnings\nwarnings.warn('`__array__` does not accept a copy', DeprecationWarning)",
+                       "/tmp/ipykernel_1/1.py", "exec")
+        try:
+            exec(cell, {})
+        except RuntimeError as error:
+            assert "a warning raised by the notebook's own call: DeprecationWarning" in str(error)
+        else:
+            raise AssertionError("the warning from a notebook cell passed silently")
+        library = compile("import warnings\nwarnings.warn('internal', DeprecationWarning)", "/usr/lib/lib.py", "exec")
+        exec(library, {})                              # no error: a library's own warning is only shown
+    finally:
+        warnings.showwarning, warnings.filters[:] = saved
