@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,27 @@ def test_a_read_only_artifacts_folder_is_refused_before_any_training(nb, tmpfs):
     tmpfs.remount_read_only()
     with pytest.raises(nb.StorageError, match=r"artifacts folder .* cannot be written: .* the folder is read-only"):
         nb.check_writable(tmpfs.path / "artifacts", "artifacts")
+
+
+
+def test_two_executions_checking_one_folder_do_not_remove_each_others_probe(nb, tmp_path):
+    """Two runs started together on one checkpoints folder (found by `make run SEED=1` and `SEED=2`): each checks
+    that the folder is writable, and neither may trip over the other's probe file."""
+    errors = []
+
+    def check_many():
+        try:
+            for _ in range(200):
+                nb.check_writable(tmp_path, "checkpoints")
+        except OSError as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=check_many) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors and not list(tmp_path.iterdir())
 
 
 WORKER = textwrap.dedent("""

@@ -1,5 +1,7 @@
 """The yardstick both questions share: FID and its bootstrap spread, precision and recall, and the rule that
 picks a setting only when it beats the plain one beyond the noise."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -49,3 +51,22 @@ def test_the_plain_setting_is_kept_unless_beaten_beyond_the_spread(nb):
     assert nb.choose_setting([plain, close, far], lambda r: r["w"]) is far
     tied_with_best = row(7.5, 0.5, w=1.5)
     assert nb.choose_setting([plain, tied_with_best, far], lambda r: r["w"]) is tied_with_best
+
+
+def test_seed_table_sets_this_run_beside_the_stored_runs_of_its_pipeline(nb, tmp_path, monkeypatch):
+    """The committed run's metrics (in memory, before save_metrics adds the seed) beside the metrics files of the
+    other seeds: only runs of the same pipeline count, each seed once."""
+    monkeypatch.setattr(nb, "ROOT", tmp_path)
+    monkeypatch.setattr(nb, "PROFILE", "cpu")
+    monkeypatch.setattr(nb, "ARTIFACTS", tmp_path / "artifacts")
+    monkeypatch.setitem(nb.CFG, "seed", 0)
+    stored = {tmp_path / "artifacts": (0, "p", 10.0), tmp_path / "artifacts/seeds/seed1": (1, "p", 12.0),
+              tmp_path / "artifacts/seeds/seed2": (2, "another pipeline", 99.0)}
+    for folder, (seed, pipeline, fid) in stored.items():
+        folder.mkdir(parents=True)
+        (folder / "q2_metrics.json").write_text(json.dumps({"seed": seed, "pipeline": pipeline, "fid": fid}))
+    table = nb.seed_table("q2", {"pipeline": "p", "fid": 10.0}, {"FID": lambda m: m["fid"]})
+    assert "This run (seed 0) beside the 2 stored runs" in table and "(seeds 0, 1, this one included)" in table
+    assert "| FID | 10 | 11 ± 1.4 | 10, 12 |" in table
+    alone = nb.seed_table("q2", {"pipeline": "a third pipeline", "fid": 10.0}, {"FID": lambda m: m["fid"]})
+    assert "No run of this configuration with another seed" in alone
