@@ -328,7 +328,10 @@ def test_stated_time_estimates_match_the_estimate_tool(nb):
                                           estimate["profiles"]["gpu"]["minutes"].items()}
     assert nb.GPU_PROFILE_CPU_HOURS == round(estimate["profiles"]["gpu"]["cpu_hours"])
     seconds = sum(json.loads((ARTIFACTS / f"q{n}_metrics.json").read_text())["seconds"]["total"] for n in (1, 2))
-    assert nb.EXPECTED_MINUTES["cpu"] == 5 * round(seconds / 60 / 5), "the cpu profile's minutes, to the nearest 5"
+    # "about N minutes", N a multiple of 5 set before the run: within 5 minutes of the committed run's time (a
+    # rerun on another machine of this kind draws another time, and the stated N must not move with each draw)
+    assert nb.EXPECTED_MINUTES["cpu"] % 5 == 0 and abs(nb.EXPECTED_MINUTES["cpu"] - seconds / 60) <= 5, \
+        f"the cpu profile's stated minutes against the committed run's {seconds / 60:.1f}"
 
 
 # --- results_table.py ---------------------------------------------------------------------------------------------
