@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,16 @@ def test_a_read_only_artifacts_folder_is_refused_before_any_training(nb, tmpfs):
     with pytest.raises(nb.StorageError, match=r"artifacts folder .* cannot be written: .* the folder is read-only"):
         nb.check_writable(tmpfs.path / "artifacts", "artifacts")
 
+
+
+def test_written_files_get_the_permissions_of_any_new_file(nb, tmp_path):
+    """Metrics, samples and checkpoints are readable by whoever may read the folder (mkstemp gave 0600)."""
+    previous = os.umask(0o022)
+    try:
+        path = nb.write_atomically(tmp_path / "q1_metrics.json", lambda file: file.write(b"{}"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and [p.name for p in tmp_path.iterdir()] == ["q1_metrics.json"]
 
 
 def test_two_executions_checking_one_folder_do_not_remove_each_others_probe(nb, tmp_path):

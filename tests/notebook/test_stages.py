@@ -262,6 +262,17 @@ def test_the_key_follows_calls_transitively_and_into_nested_functions(nb):
     assert key_of(nb, nb.outer) != before
 
 
+def test_a_stage_under_no_grad_is_hashed_by_its_own_code_not_by_the_run_settings(nb, monkeypatch):
+    """torch.no_grad() over @stage wraps the wrapper: the hash must reach the stage's own function (an edit there
+    changes it), not the wrapper's reading of the run's seed (which made seeds of one pipeline look different)."""
+    define(nb, "@torch.no_grad()\n@stage\ndef gradless(x):\n    return x + 1\n")
+    before = key_of(nb, nb.gradless)
+    monkeypatch.setitem(nb.CFG, "seed", nb.CFG["seed"] + 7)
+    assert key_of(nb, nb.gradless) == before
+    define(nb, "@torch.no_grad()\n@stage\ndef gradless(x):\n    return x + 2\n")
+    assert key_of(nb, nb.gradless) != before
+
+
 def test_the_run_environment_is_not_part_of_the_key(nb, monkeypatch):
     """Where and how fast a stage runs (device, precision, folders, progress bars) is not what it computes: a rerun
     on another GPU type must load what was trained."""
