@@ -166,7 +166,7 @@ def main(argv=None) -> int:
         scorer_, real = scorer(nb, config, spec["dataset"])
         result = bench_question(question, scorer_.report, real, *images[question])
         path = args.artifacts / f"bench_{question}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps(nb.without_arrays(result), indent=2) + "\n")   # reports hold features
         print(summary(path.stem, result) + f"  -> {path}")
     return 0
 

@@ -27,6 +27,39 @@ def test_the_fid_spread_is_the_noise_of_the_sample_draw(nb):
     assert nb.fid_spread(rng.normal(0.3, 1.0, size=(3000, 4)), reference) < spread
 
 
+def test_the_paired_spread_of_a_difference_matches_redraws_and_cancels_shared_noise(nb):
+    """fid_difference_spread, for two independent sets, matches the standard deviation of FID(a) - FID(b) over
+    independent redraws (within a factor of two); for two sets that share their randomness (b a small perturbation
+    of a, as samples of two settings drawn from one seed are) it is well below the two spreads combined."""
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(5000, 4))
+    redraws = [nb.frechet_distance(rng.normal(0.3, 1.0, size=(300, 4)), reference)
+               - nb.frechet_distance(rng.normal(0.5, 1.0, size=(300, 4)), reference) for _ in range(60)]
+    a, b = rng.normal(0.3, 1.0, size=(300, 4)), rng.normal(0.5, 1.0, size=(300, 4))
+    assert 0.5 < nb.fid_difference_spread(a, b, reference, draws=60) / np.std(redraws) < 2.0
+    shared = a + 0.2 + rng.normal(scale=0.05, size=a.shape)
+    combined = np.hypot(nb.fid_spread(a, reference), nb.fid_spread(shared, reference))
+    assert nb.fid_difference_spread(a, shared, reference) < 0.5 * combined
+
+
+def test_beats_pairs_reports_of_equal_size_against_one_reference(nb):
+    """beats() uses the paired spread where both reports hold as many features against the same reference, and
+    the combined spreads otherwise; reports keep their features in memory and save_metrics leaves them out."""
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(3000, 4))
+    a = rng.normal(0.3, 1.0, size=(500, 4))
+    b = a + 0.05 + rng.normal(scale=0.02, size=a.shape)                # the same draws, slightly shifted
+    report = lambda f, ref: {"fid": nb.frechet_distance(f, ref), "fid_spread": nb.fid_spread(f, ref),
+                             "features": f, "reference": ref}
+    paired_a, paired_b = report(a, reference), report(b, reference)
+    assert nb.difference_spread(paired_a, paired_b) == nb.fid_difference_spread(a, b, reference)
+    unpaired_b = report(b, reference.copy())
+    assert nb.difference_spread(paired_a, unpaired_b) == np.hypot(paired_a["fid_spread"], unpaired_b["fid_spread"])
+    assert nb.beats(paired_a, paired_b) and not nb.beats(paired_a, unpaired_b)
+    assert nb.without_arrays({"rows": [paired_a], "n": 3}) == {"rows": [{"fid": paired_a["fid"],
+                                                                      "fid_spread": paired_a["fid_spread"]}], "n": 3}
+
+
 def test_precision_and_recall_separate_fidelity_from_diversity(nb):
     rng = np.random.default_rng(1)
     real = rng.normal(size=(500, 2))
@@ -70,3 +103,10 @@ def test_seed_table_sets_this_run_beside_the_stored_runs_of_its_pipeline(nb, tmp
     assert "| FID | 10 | 11 ± 1.4 | 10, 12 |" in table
     alone = nb.seed_table("q2", {"pipeline": "a third pipeline", "fid": 10.0}, {"FID": lambda m: m["fid"]})
     assert "No run of this configuration with another seed" in alone
+
+
+def test_the_margin_sentence_states_the_gap_and_the_margin_asked_for(nb):
+    plain, best = row(10.0, 0.5, w=0.0), row(7.0, 0.5, w=1.0)
+    assert nb.margin_sentence([plain, best], lambda r: r["w"]) == (
+        "The lowest FID lies 3.0 below the plain setting's, against twice the spread of their difference, 1.4.")
+    assert nb.margin_sentence([plain], lambda r: r["w"]) == "The plain setting has the lowest FID itself."
