@@ -98,6 +98,17 @@ def test_vqvae_shapes_and_code_roundtrip(nb, blocks_14):
     assert torch.allclose(decoded, reconstruction.clamp(0, 1), atol=1e-5)
 
 
+def test_the_values_logged_each_step_own_their_storage(nb):
+    """VQVAE.loss returns per-step values that train_epochs keeps for a whole epoch. Each must own its few bytes:
+    on the CPU the 0-d result of mse_loss is a view of its [B, ...] elementwise buffer, and an epoch of such views
+    held gigabytes and slowed the VQ-VAE's steps by a third."""
+    config = {"hidden": 16, "res_blocks": 1, "decoder_blocks_14": 0, "codebook_size": 32, "code_dim": 8,
+              "beta": 0.25, "ema_decay": 0.99, "restart_below": 0.05}
+    _, parts = nb.VQVAE(config, "ema_restart").loss(torch.rand(16, 1, 28, 28))
+    assert {name: value.untyped_storage().nbytes() for name, value in parts.items()} == \
+        {name: value.element_size() for name, value in parts.items()}
+
+
 def test_quantizer_modes_are_the_three_variants_and_a_typo_is_refused(nb):
     config = {"codebook_size": 8, "code_dim": 2, "ema_decay": 0.9, "restart_below": 0.5}
     plain, ema, restart = (nb.make_quantizer(mode, config) for mode in nb.QUANTIZERS)
