@@ -4,6 +4,9 @@ import math
 import pytest
 import torch
 
+SMALL_VQVAE = {"hidden": 16, "res_blocks": 1, "decoder_blocks_14": 0, "codebook_size": 32, "code_dim": 8,
+               "beta": 0.25, "ema_decay": 0.99, "restart_below": 0.05}   # a VQ-VAE small enough for a test
+
 
 def test_nearest_code_is_the_closest_codebook_vector(nb):
     vq = nb.VectorQuantizer(16, 4)
@@ -86,9 +89,7 @@ def test_perplexity_counts_effective_codes(nb):
 
 @pytest.mark.parametrize("blocks_14", [0, 1])
 def test_vqvae_shapes_and_code_roundtrip(nb, blocks_14):
-    config = {"hidden": 16, "res_blocks": 1, "decoder_blocks_14": blocks_14, "codebook_size": 32, "code_dim": 8,
-              "beta": 0.25, "ema_decay": 0.99, "restart_below": 0.05}
-    model = nb.VQVAE(config, "ema_restart").eval()
+    model = nb.VQVAE({**SMALL_VQVAE, "decoder_blocks_14": blocks_14}, "ema_restart").eval()
     x = torch.rand(2, 1, 28, 28)
     reconstruction, q = model(x)
     assert reconstruction.shape == x.shape and q["codes"].shape == (2, 7, 7)
@@ -102,9 +103,7 @@ def test_the_values_logged_each_step_own_their_storage(nb):
     """VQVAE.loss returns per-step values that train_epochs keeps for a whole epoch. Each must own its few bytes:
     on the CPU the 0-d result of mse_loss is a view of its [B, ...] elementwise buffer, and an epoch of such views
     held gigabytes and slowed the VQ-VAE's steps by a third."""
-    config = {"hidden": 16, "res_blocks": 1, "decoder_blocks_14": 0, "codebook_size": 32, "code_dim": 8,
-              "beta": 0.25, "ema_decay": 0.99, "restart_below": 0.05}
-    _, parts = nb.VQVAE(config, "ema_restart").loss(torch.rand(16, 1, 28, 28))
+    _, parts = nb.VQVAE(SMALL_VQVAE, "ema_restart").loss(torch.rand(16, 1, 28, 28))
     assert {name: value.untyped_storage().nbytes() for name, value in parts.items()} == \
         {name: value.element_size() for name, value in parts.items()}
 
